@@ -1,0 +1,13 @@
+//! Code that the shipper, host and sink share: Kafka client settings taken
+//! from flags and environment variables, tracing setup, and the shutdown
+//! signal. Each binary owns its own pipeline; nothing here touches records.
+
+#![warn(missing_docs)]
+
+pub mod kafka;
+pub mod logging;
+pub mod shutdown;
+
+pub use kafka::KafkaArgs;
+pub use logging::LogArgs;
+pub use shutdown::listen_for_shutdown;
