@@ -1,0 +1,18 @@
+//! Names of the Kafka headers the host writes on every output record and
+//! dead letter. Downstream tools read them, so they are part of the
+//! interface.
+
+/// Name of the plugin that produced or rejected the record.
+pub const PLUGIN_NAME: &str = "weblog.plugin.name";
+/// Version of that plugin.
+pub const PLUGIN_VERSION: &str = "weblog.plugin.version";
+/// Topic of the input record.
+pub const SOURCE_TOPIC: &str = "weblog.source.topic";
+/// Partition of the input record, in decimal.
+pub const SOURCE_PARTITION: &str = "weblog.source.partition";
+/// Offset of the input record, in decimal.
+pub const SOURCE_OFFSET: &str = "weblog.source.offset";
+/// Failure kind of a dead letter, such as `rejected` or `timeout`.
+pub const ERROR_KIND: &str = "weblog.error.kind";
+/// Failure message of a dead letter.
+pub const ERROR_REASON: &str = "weblog.error.reason";

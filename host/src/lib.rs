@@ -1,0 +1,23 @@
+//! weblog-host: consumes raw access-log lines from Kafka, enriches them in a
+//! sandboxed WASM component plugin and produces JSON records, sending what
+//! cannot be enriched to a dead-letter topic with the reason.
+//!
+//! Layout:
+//! - [`sandbox`]: the wasmtime engine and the limits of every instance.
+//! - [`plugin`]: loading a component, calling it, containing its failures.
+//! - [`outcome`]: what became of each input record.
+//! - [`headers`]: names of the headers on output records and dead letters.
+//! - [`enrich_file`]: the same plugin over a file, without Kafka.
+//! - [`pipeline`]: the Kafka consume, produce and commit loop.
+
+#![warn(missing_docs)]
+
+mod bindings;
+pub mod enrich_file;
+pub mod headers;
+pub mod outcome;
+pub mod pipeline;
+pub mod plugin;
+pub mod sandbox;
+
+pub use bindings::{InputRecord, PLUGIN_INTERFACE, WIT_VERSION};

@@ -1,0 +1,247 @@
+//! Command line of weblog-host: `run` starts the Kafka pipeline and
+//! `enrich-file` runs a plugin over a file. Exit codes: 0 on success or a
+//! clean shutdown, 1 on an error, 2 on invalid arguments.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use weblog_common::{KafkaArgs, LogArgs};
+use weblog_host::enrich_file::{self, DEFAULT_BATCH_SIZE};
+use weblog_host::pipeline::{self, PipelineConfig};
+use weblog_host::plugin::Plugin;
+use weblog_host::sandbox::{self, SandboxLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT};
+
+#[derive(Parser)]
+#[command(
+    name = "weblog-host",
+    version,
+    about = "Enriches access-log records from Kafka in a WASM plugin"
+)]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume raw lines from Kafka, enrich them and produce the results.
+    Run(RunArgs),
+    /// Run a plugin over a file without Kafka and print one JSON object per line.
+    EnrichFile(EnrichFileArgs),
+}
+
+/// Plugin flags shared by both commands.
+#[derive(Args)]
+struct PluginArgs {
+    /// Path of the plugin component (.wasm).
+    #[arg(long, env = "WEBLOG_PLUGIN")]
+    plugin: PathBuf,
+
+    /// Plugin setting as key=value, passed to the plugin's init. Repeat for
+    /// several; in the variable, separate them with commas.
+    #[arg(
+        long = "plugin-config",
+        env = "WEBLOG_PLUGIN_CONFIG",
+        value_name = "KEY=VALUE",
+        value_delimiter = ',',
+        value_parser = parse_plugin_setting
+    )]
+    plugin_config: Vec<(String, String)>,
+
+    /// CPU deadline of one plugin call, in milliseconds. A call past it is
+    /// interrupted and its records are dead-lettered as timeouts.
+    #[arg(long, env = "WEBLOG_PLUGIN_TIMEOUT_MS", default_value_t = DEFAULT_CALL_TIMEOUT.as_millis() as u64)]
+    plugin_timeout_ms: u64,
+
+    /// Max linear memory of a plugin instance, in MiB.
+    #[arg(long, env = "WEBLOG_PLUGIN_MEMORY_MIB", default_value_t = DEFAULT_MEMORY_LIMIT >> 20)]
+    plugin_memory_mib: usize,
+}
+
+impl PluginArgs {
+    fn limits(&self) -> anyhow::Result<SandboxLimits> {
+        anyhow::ensure!(
+            self.plugin_timeout_ms > 0,
+            "invalid --plugin-timeout-ms 0: the deadline must be at least 1 ms"
+        );
+        let memory_bytes = self
+            .plugin_memory_mib
+            .checked_mul(1 << 20)
+            .filter(|bytes| *bytes >= 2 << 20)
+            .with_context(|| {
+                format!(
+                    "invalid --plugin-memory-mib {}: use a value from 2 to a few thousand",
+                    self.plugin_memory_mib
+                )
+            })?;
+        Ok(SandboxLimits {
+            call_timeout: Duration::from_millis(self.plugin_timeout_ms),
+            memory_bytes,
+        })
+    }
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    kafka: KafkaArgs,
+    #[command(flatten)]
+    plugin: PluginArgs,
+
+    /// Topic to consume raw log lines from.
+    #[arg(long, env = "WEBLOG_INPUT_TOPIC", default_value = "web-logs-raw")]
+    input_topic: String,
+
+    /// Topic to produce enriched JSON records to.
+    #[arg(long, env = "WEBLOG_OUTPUT_TOPIC", default_value = "web-logs-enriched")]
+    output_topic: String,
+
+    /// Topic to produce records that could not be enriched to.
+    #[arg(long, env = "WEBLOG_DLQ_TOPIC", default_value = "web-logs-dlq")]
+    dlq_topic: String,
+
+    /// Consumer group id shared by all host instances.
+    #[arg(long, env = "WEBLOG_HOST_GROUP_ID", default_value = "weblog-host")]
+    group_id: String,
+
+    /// Max records per plugin call.
+    #[arg(long, env = "WEBLOG_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+
+    /// How long a batch waits for more records after its first, in
+    /// milliseconds.
+    #[arg(long, env = "WEBLOG_BATCH_LINGER_MS", default_value_t = 20)]
+    batch_linger_ms: u64,
+
+    /// Max batches whose outputs await acknowledgement before consumption
+    /// pauses.
+    #[arg(long, env = "WEBLOG_MAX_IN_FLIGHT_BATCHES", default_value_t = 32)]
+    max_in_flight_batches: usize,
+}
+
+#[derive(Args)]
+struct EnrichFileArgs {
+    #[command(flatten)]
+    plugin: PluginArgs,
+
+    /// Log file to enrich, read as raw bytes and split on `\n`.
+    #[arg(long, env = "WEBLOG_INPUT")]
+    input: PathBuf,
+
+    /// Lines per plugin call.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    batch_size: usize,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli.log.init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "weblog-host failed");
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Run(args) => run_pipeline(args),
+        Command::EnrichFile(args) => run_enrich_file(args),
+    }
+}
+
+fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.batch_size > 0,
+        "invalid --batch-size 0: a batch holds at least one record"
+    );
+    anyhow::ensure!(
+        args.max_in_flight_batches > 0,
+        "invalid --max-in-flight-batches 0: at least one batch must be in flight"
+    );
+    let config = PipelineConfig {
+        limits: args.plugin.limits()?,
+        kafka: args.kafka,
+        input_topic: args.input_topic,
+        output_topic: args.output_topic,
+        dlq_topic: args.dlq_topic,
+        group_id: args.group_id,
+        plugin_path: args.plugin.plugin,
+        plugin_config: args.plugin.plugin_config,
+        batch_size: args.batch_size,
+        batch_linger: Duration::from_millis(args.batch_linger_ms),
+        max_in_flight_batches: args.max_in_flight_batches,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the tokio runtime")?;
+    runtime.block_on(async {
+        let shutdown = weblog_common::listen_for_shutdown()?;
+        pipeline::run(config, shutdown).await
+    })
+}
+
+fn run_enrich_file(args: EnrichFileArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.batch_size > 0,
+        "invalid --batch-size 0: a batch holds at least one line"
+    );
+    let engine = sandbox::create_engine()?;
+    let limits = args.plugin.limits()?;
+    let mut plugin = Plugin::load(
+        &engine,
+        &args.plugin.plugin,
+        args.plugin.plugin_config,
+        limits,
+    )?;
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
+    let result = enrich_file::enrich_file(&mut plugin, &args.input, args.batch_size, &mut out);
+    match result {
+        Ok(summary) => {
+            eprintln!("{}", summary.report());
+            Ok(())
+        }
+        // A reader such as `head` that closes the pipe early is not an error.
+        Err(error) if is_broken_pipe(&error) => Ok(()),
+        Err(error) => Err(error),
+    }
+    .and_then(|()| {
+        out.flush()
+            .or_else(|error| match error.kind() {
+                std::io::ErrorKind::BrokenPipe => Ok(()),
+                _ => Err(error),
+            })
+            .context("failed to write enrich-file output")
+    })
+}
+
+fn is_broken_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Parses `key=value` for `--plugin-config`.
+fn parse_plugin_setting(text: &str) -> anyhow::Result<(String, String)> {
+    let (key, value) = text
+        .split_once('=')
+        .with_context(|| format!("invalid plugin setting {text:?}: expected KEY=VALUE"))?;
+    anyhow::ensure!(
+        !key.trim().is_empty(),
+        "invalid plugin setting {text:?}: the key before '=' is empty"
+    );
+    Ok((key.trim().to_string(), value.to_string()))
+}

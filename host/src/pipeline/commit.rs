@@ -1,0 +1,130 @@
+//! Committing offsets in order, after every output is acknowledged.
+//!
+//! Batches arrive in consumption order. For each one the task waits for all
+//! delivery reports; only when every output of a batch is acknowledged are
+//! its offsets merged into the set to commit. A delivery failure (after
+//! librdkafka's own retries up to `message.timeout.ms`) stops the host
+//! without committing, so the records are replayed after a restart.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use rdkafka::consumer::{CommitMode, Consumer};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+
+use super::consume::HostConsumer;
+use rdkafka::producer::DeliveryFuture;
+
+/// Outputs of one batch on their way to Kafka.
+pub(super) struct PendingBatch {
+    /// One future per produced record, enriched or dead letter.
+    pub(super) deliveries: Vec<DeliveryFuture>,
+    /// Offsets to commit once every delivery succeeded.
+    pub(super) next_offsets: BTreeMap<(String, i32), i64>,
+}
+
+/// Totals since start, for the shutdown log.
+#[derive(Debug, Default)]
+pub(super) struct PipelineCounts {
+    consumed: AtomicU64,
+    enriched: AtomicU64,
+    dead_lettered: AtomicU64,
+}
+
+impl PipelineCounts {
+    pub(super) fn add_consumed(&self, count: usize) {
+        self.consumed.fetch_add(count as u64, Ordering::Relaxed);
+    }
+    pub(super) fn add_enriched(&self, count: usize) {
+        self.enriched.fetch_add(count as u64, Ordering::Relaxed);
+    }
+    pub(super) fn add_dead_lettered(&self, count: usize) {
+        self.dead_lettered
+            .fetch_add(count as u64, Ordering::Relaxed);
+    }
+    pub(super) fn consumed(&self) -> u64 {
+        self.consumed.load(Ordering::Relaxed)
+    }
+    pub(super) fn enriched(&self) -> u64 {
+        self.enriched.load(Ordering::Relaxed)
+    }
+    pub(super) fn dead_lettered(&self) -> u64 {
+        self.dead_lettered.load(Ordering::Relaxed)
+    }
+}
+
+/// Waits for each batch's deliveries in order and commits its offsets.
+/// Returns when the channel closes, after a final synchronous commit.
+pub(super) async fn commit_in_order(
+    consumer: Arc<HostConsumer>,
+    mut batches: mpsc::Receiver<PendingBatch>,
+) -> anyhow::Result<()> {
+    let mut to_commit: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    while let Some(batch) = batches.recv().await {
+        await_deliveries(batch.deliveries).await?;
+        to_commit.extend(batch.next_offsets);
+
+        // Batches that are already waiting are folded into one commit.
+        if batches.is_empty() {
+            commit(&consumer, &mut to_commit, CommitMode::Async)?;
+        }
+    }
+    commit(&consumer, &mut to_commit, CommitMode::Sync)
+}
+
+async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> anyhow::Result<()> {
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(_)) => {}
+            Ok(Err((error, message))) => {
+                use rdkafka::Message;
+                anyhow::bail!(
+                    "failed to deliver a record to topic {:?}: {error}; \
+                     offsets after the last acknowledged batch stay uncommitted",
+                    message.topic()
+                );
+            }
+            Err(_canceled) => anyhow::bail!("producer dropped a delivery report"),
+        }
+    }
+    Ok(())
+}
+
+/// Commits the offsets of partitions this instance still owns and clears
+/// the map. Offsets of partitions it lost are dropped: their new owner
+/// replays from its own last commit.
+fn commit(
+    consumer: &HostConsumer,
+    offsets: &mut BTreeMap<(String, i32), i64>,
+    mode: CommitMode,
+) -> anyhow::Result<()> {
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    let context = consumer.context();
+    let mut list = TopicPartitionList::with_capacity(offsets.len());
+    for ((topic, partition), offset) in offsets.iter() {
+        if context.owns(topic, *partition) {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .with_context(|| format!("failed to add {topic}/{partition} to a commit"))?;
+        } else {
+            tracing::debug!(topic = %topic, partition, offset, "skipping commit of a lost partition");
+        }
+    }
+    offsets.clear();
+    if list.count() == 0 {
+        return Ok(());
+    }
+    match consumer.commit(&list, mode) {
+        Ok(()) => Ok(()),
+        // Not fatal: the next commit covers the same partitions, and if
+        // there is none the records are replayed (at-least-once).
+        Err(error) => {
+            tracing::warn!(error = %error, sync = matches!(mode, CommitMode::Sync), "failed to commit offsets");
+            Ok(())
+        }
+    }
+}

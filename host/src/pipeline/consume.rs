@@ -1,0 +1,167 @@
+//! Consuming raw records in batches, and tracking which partitions this
+//! instance owns so that it never commits offsets for one it lost.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::error::KafkaResult;
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientContext, TopicPartitionList};
+use tokio_util::sync::CancellationToken;
+
+use super::PipelineConfig;
+use crate::bindings::InputRecord;
+
+/// The host's Kafka consumer.
+pub(super) type HostConsumer = StreamConsumer<HostContext>;
+
+/// Pause after a consumer error before polling again, so that a broker
+/// outage does not spin the CPU.
+const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Records of one batch and the offsets to commit once they are handled.
+pub(super) struct ConsumedBatch {
+    /// Records in consumption order.
+    pub(super) records: Vec<InputRecord>,
+    /// Next offset to consume per (topic, partition): the last offset in
+    /// the batch plus one, which is what Kafka expects as a commit.
+    pub(super) next_offsets: BTreeMap<(String, i32), i64>,
+}
+
+/// Consumer context that keeps the set of assigned partitions.
+#[derive(Default)]
+pub(super) struct HostContext {
+    assigned: Mutex<HashSet<(String, i32)>>,
+}
+
+impl HostContext {
+    /// Tells whether this instance currently owns the partition.
+    pub(super) fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.assigned
+            .lock()
+            .map(|set| set.contains(&(topic.to_string(), partition)))
+            .unwrap_or(false)
+    }
+}
+
+impl ClientContext for HostContext {}
+
+impl ConsumerContext for HostContext {
+    fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(partitions) = rebalance {
+            let Ok(mut assigned) = self.assigned.lock() else {
+                return;
+            };
+            for element in partitions.elements() {
+                assigned.remove(&(element.topic().to_string(), element.partition()));
+            }
+            tracing::info!(partitions = partitions.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                if let Ok(mut assigned) = self.assigned.lock() {
+                    for element in partitions.elements() {
+                        assigned.insert((element.topic().to_string(), element.partition()));
+                    }
+                }
+                tracing::info!(partitions = partitions.count(), "partitions assigned");
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(error) => tracing::warn!(error = %error, "rebalance failed"),
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        match result {
+            Ok(()) => tracing::debug!(partitions = offsets.count(), "offsets committed"),
+            // At-least-once still holds: the partition's next owner starts
+            // from the last successful commit and replays the rest.
+            Err(error) => tracing::warn!(error = %error, "offset commit failed"),
+        }
+    }
+}
+
+impl HostContext {
+    /// Creates the consumer for the pipeline's group.
+    pub(super) fn create_consumer(config: &PipelineConfig) -> anyhow::Result<HostConsumer> {
+        config
+            .kafka
+            .consumer_config(&config.group_id)?
+            .create_with_context(HostContext::default())
+            .with_context(|| {
+                format!(
+                    "failed to create consumer for {}",
+                    config.kafka.bootstrap_servers
+                )
+            })
+    }
+}
+
+/// Waits for the next batch: up to `batch_size` records, collected for at
+/// most `batch_linger` after the first one. Returns `None` once `shutdown`
+/// is cancelled; a batch already started is finished first.
+pub(super) async fn next_batch(
+    consumer: &HostConsumer,
+    config: &PipelineConfig,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<ConsumedBatch>> {
+    let mut batch = ConsumedBatch {
+        records: Vec::with_capacity(config.batch_size),
+        next_offsets: BTreeMap::new(),
+    };
+
+    // The first record: wait as long as it takes, unless shutting down.
+    loop {
+        let received = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            received = consumer.recv() => received,
+        };
+        match received {
+            Ok(message) => {
+                batch.push(&message);
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(error = %error, "failed to consume, retrying");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+        }
+    }
+
+    let deadline = tokio::time::Instant::now() + config.batch_linger;
+    while batch.records.len() < config.batch_size {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Err(_elapsed) => break,
+            Ok(Ok(message)) => batch.push(&message),
+            Ok(Err(error)) => {
+                tracing::warn!(error = %error, "failed to consume, retrying");
+                break;
+            }
+        }
+    }
+    Ok(Some(batch))
+}
+
+impl ConsumedBatch {
+    fn push(&mut self, message: &BorrowedMessage<'_>) {
+        let topic = message.topic();
+        self.next_offsets.insert(
+            (topic.to_string(), message.partition()),
+            message.offset() + 1,
+        );
+        self.records.push(InputRecord {
+            topic: topic.to_string(),
+            partition: message.partition(),
+            offset: message.offset(),
+            timestamp_ms: message.timestamp().to_millis(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        });
+    }
+}

@@ -1,0 +1,161 @@
+//! `weblog-host run`: the Kafka pipeline around a plugin.
+//!
+//! One task consumes the raw topic in batches, calls the plugin, and hands
+//! every output record and dead letter to the producer. A second task (see
+//! [`commit`]) waits for each batch's delivery reports in order and only
+//! then commits the batch's offsets. This gives at-least-once delivery: a
+//! record's offset is committed only after everything it produced is
+//! acknowledged by all in-sync replicas, so a crash replays the records
+//! whose outputs may be incomplete, and can write some of them twice.
+
+mod commit;
+mod consume;
+mod produce;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rdkafka::consumer::Consumer;
+use rdkafka::producer::{FutureProducer, Producer};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use weblog_common::KafkaArgs;
+
+use crate::plugin::Plugin;
+use crate::sandbox::{self, SandboxLimits};
+use commit::{PendingBatch, PipelineCounts};
+
+/// How long startup waits for topic metadata before it gives up.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything `run` needs, validated.
+#[derive(Clone, Debug)]
+pub struct PipelineConfig {
+    /// Kafka connection settings.
+    pub kafka: KafkaArgs,
+    /// Topic of raw log lines.
+    pub input_topic: String,
+    /// Topic for enriched JSON records.
+    pub output_topic: String,
+    /// Topic for records that could not be enriched.
+    pub dlq_topic: String,
+    /// Consumer group of the host instances.
+    pub group_id: String,
+    /// Path of the plugin component.
+    pub plugin_path: PathBuf,
+    /// Key/value pairs passed to the plugin's `init`.
+    pub plugin_config: Vec<(String, String)>,
+    /// Limits of every plugin instance.
+    pub limits: SandboxLimits,
+    /// Max records per plugin call.
+    pub batch_size: usize,
+    /// How long a batch waits for more records after its first one.
+    pub batch_linger: Duration,
+    /// Max batches whose outputs are in flight before consumption pauses.
+    pub max_in_flight_batches: usize,
+}
+
+/// Runs the pipeline until `shutdown` is cancelled, then finishes in-flight
+/// batches, commits and returns.
+pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let engine = sandbox::create_engine()?;
+    let mut plugin = Plugin::load(
+        &engine,
+        &config.plugin_path,
+        config.plugin_config.clone(),
+        config.limits,
+    )?;
+
+    let producer: FutureProducer = config.kafka.producer_config()?.create().with_context(|| {
+        format!(
+            "failed to create producer for {}",
+            config.kafka.bootstrap_servers
+        )
+    })?;
+    for topic in [&config.output_topic, &config.dlq_topic] {
+        check_topic_exists(&producer, topic, &config.kafka.bootstrap_servers)?;
+    }
+    let consumer = Arc::new(consume::HostContext::create_consumer(&config)?);
+    check_topic_exists(
+        &producer,
+        &config.input_topic,
+        &config.kafka.bootstrap_servers,
+    )?;
+    consumer
+        .subscribe(&[&config.input_topic])
+        .with_context(|| format!("failed to subscribe to topic {:?}", config.input_topic))?;
+    tracing::info!(
+        topic = %config.input_topic,
+        group = %config.group_id,
+        plugin = %plugin.identity().name,
+        "consuming"
+    );
+
+    let counts = Arc::new(PipelineCounts::default());
+    let (pending, pending_rx) = mpsc::channel::<PendingBatch>(config.max_in_flight_batches);
+    let committer = tokio::spawn(commit::commit_in_order(consumer.clone(), pending_rx));
+    let output = produce::Output::new(producer.clone(), &config, plugin.identity());
+    let started = Instant::now();
+
+    let loop_result = async {
+        loop {
+            let Some(batch) = consume::next_batch(&consumer, &config, &shutdown).await? else {
+                break;
+            };
+            let outcomes = tokio::task::block_in_place(|| plugin.enrich(&batch.records));
+            let batch = output.send(batch, outcomes, &counts).await?;
+            if pending.send(batch).await.is_err() {
+                // The committer stopped, so its error is what gets reported.
+                break;
+            }
+        }
+        anyhow::Ok(())
+    }
+    .await;
+
+    drop(pending);
+    let commit_result = committer.await.context("failed to join the commit task")?;
+    loop_result?;
+    commit_result?;
+    producer
+        .flush(Duration::from_secs(30))
+        .context("failed to flush the producer on shutdown")?;
+    tracing::info!(
+        consumed = counts.consumed(),
+        enriched = counts.enriched(),
+        dead_lettered = counts.dead_lettered(),
+        seconds = started.elapsed().as_secs_f64(),
+        "stopped"
+    );
+    Ok(())
+}
+
+/// Fails with a message naming the topic when it does not exist, instead of
+/// letting the clients wait for it forever.
+fn check_topic_exists(
+    producer: &FutureProducer,
+    topic: &str,
+    bootstrap: &str,
+) -> anyhow::Result<()> {
+    let metadata = producer
+        .client()
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .with_context(|| {
+            format!(
+                "failed to fetch metadata of topic {topic:?} from {bootstrap}; \
+                 is the broker running (make broker-up)?"
+            )
+        })?;
+    let exists = metadata
+        .topics()
+        .iter()
+        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+    anyhow::ensure!(
+        exists,
+        "topic {topic:?} does not exist on {bootstrap}; create it \
+         (make broker-up creates the default topics)"
+    );
+    Ok(())
+}

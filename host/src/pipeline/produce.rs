@@ -1,0 +1,149 @@
+//! Producing enriched records and dead letters.
+//!
+//! Enriched records keep the input's key and carry headers naming the
+//! plugin and the source record. Dead letters keep the input's key and
+//! original bytes, and carry the failure kind and reason, the plugin and the
+//! source coordinates in headers.
+
+use std::time::Duration;
+
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
+
+use super::commit::{PendingBatch, PipelineCounts};
+use super::consume::ConsumedBatch;
+use super::PipelineConfig;
+use crate::bindings::InputRecord;
+use crate::headers;
+use crate::outcome::{EnrichOutcome, Failure};
+use crate::plugin::PluginIdentity;
+
+/// Pause before retrying a record that met a full local producer queue.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
+
+/// Where and how outputs are produced.
+pub(super) struct Output {
+    producer: FutureProducer,
+    output_topic: String,
+    dlq_topic: String,
+    plugin_name: String,
+    plugin_version: String,
+}
+
+impl Output {
+    pub(super) fn new(
+        producer: FutureProducer,
+        config: &PipelineConfig,
+        plugin: &PluginIdentity,
+    ) -> Self {
+        Self {
+            producer,
+            output_topic: config.output_topic.clone(),
+            dlq_topic: config.dlq_topic.clone(),
+            plugin_name: plugin.name.clone(),
+            plugin_version: plugin.version.clone(),
+        }
+    }
+
+    /// Hands every output of the batch to the producer and returns the
+    /// delivery futures with the offsets they cover.
+    pub(super) async fn send(
+        &self,
+        batch: ConsumedBatch,
+        outcomes: Vec<EnrichOutcome>,
+        counts: &PipelineCounts,
+    ) -> anyhow::Result<PendingBatch> {
+        anyhow::ensure!(
+            outcomes.len() == batch.records.len(),
+            "plugin host returned {} outcomes for {} records",
+            outcomes.len(),
+            batch.records.len()
+        );
+        let mut deliveries = Vec::with_capacity(batch.records.len());
+        for (input, outcome) in batch.records.iter().zip(outcomes) {
+            match outcome {
+                EnrichOutcome::Enriched(records) => {
+                    counts.add_enriched(records.len());
+                    for record in &records {
+                        let headers = self.source_headers(input);
+                        deliveries.push(
+                            self.produce(&self.output_topic, input, record.as_bytes(), headers)
+                                .await?,
+                        );
+                    }
+                }
+                EnrichOutcome::Failed(failure) => {
+                    counts.add_dead_lettered(1);
+                    let headers = self.failure_headers(input, &failure);
+                    deliveries.push(
+                        self.produce(&self.dlq_topic, input, &input.value, headers)
+                            .await?,
+                    );
+                }
+            }
+        }
+        counts.add_consumed(batch.records.len());
+        Ok(PendingBatch {
+            deliveries,
+            next_offsets: batch.next_offsets,
+        })
+    }
+
+    async fn produce(
+        &self,
+        topic: &str,
+        input: &InputRecord,
+        payload: &[u8],
+        headers: OwnedHeaders,
+    ) -> anyhow::Result<DeliveryFuture> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(topic)
+            .payload(payload)
+            .headers(headers);
+        if let Some(key) = &input.key {
+            record = record.key(key.as_slice());
+        }
+        loop {
+            match self.producer.send_result(record) {
+                Ok(delivery) => return Ok(delivery),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    record = returned;
+                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                }
+                Err((error, _)) => {
+                    anyhow::bail!(
+                        "failed to produce to topic {topic:?} for {}/{}@{}: {error}",
+                        input.topic,
+                        input.partition,
+                        input.offset
+                    )
+                }
+            }
+        }
+    }
+
+    fn source_headers(&self, input: &InputRecord) -> OwnedHeaders {
+        OwnedHeaders::new_with_capacity(5)
+            .insert(header(headers::PLUGIN_NAME, &self.plugin_name))
+            .insert(header(headers::PLUGIN_VERSION, &self.plugin_version))
+            .insert(header(headers::SOURCE_TOPIC, &input.topic))
+            .insert(header(
+                headers::SOURCE_PARTITION,
+                &input.partition.to_string(),
+            ))
+            .insert(header(headers::SOURCE_OFFSET, &input.offset.to_string()))
+    }
+
+    fn failure_headers(&self, input: &InputRecord, failure: &Failure) -> OwnedHeaders {
+        self.source_headers(input)
+            .insert(header(headers::ERROR_KIND, failure.kind.as_str()))
+            .insert(header(headers::ERROR_REASON, &failure.reason))
+    }
+}
+
+fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
+    Header {
+        key,
+        value: Some(value),
+    }
+}

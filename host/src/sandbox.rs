@@ -1,0 +1,223 @@
+//! The wasmtime engine and the limits every plugin instance runs under.
+//!
+//! One engine serves every plugin. Each instance gets its own store with a
+//! memory cap, a CPU deadline per call (epoch interruption) and a WASI
+//! context with no files, environment, network or arguments; its clocks are
+//! frozen at the Unix epoch and its stdout and stderr are discarded.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use wasmtime::{Config, Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+/// How often the epoch advances. A deadline is rounded up to whole ticks, so
+/// this is also the precision of the CPU deadline.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Default CPU deadline for one call into a plugin. A batch of 1024 lines
+/// takes a few milliseconds in the default plugin, so only a runaway plugin
+/// reaches it.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Default cap on a plugin instance's linear memory.
+pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+
+/// Max WASM stack of a plugin call; wasmtime's own default, set explicitly so
+/// that it cannot change under us with a wasmtime upgrade.
+pub const MAX_WASM_STACK: usize = 512 << 10;
+
+/// Resource limits of every plugin instance.
+#[derive(Clone, Copy, Debug)]
+pub struct SandboxLimits {
+    /// CPU deadline of one call; the call traps with a timeout after it.
+    pub call_timeout: Duration,
+    /// Max bytes of linear memory; a `memory.grow` past it fails.
+    pub memory_bytes: usize,
+}
+
+impl Default for SandboxLimits {
+    fn default() -> Self {
+        Self {
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            memory_bytes: DEFAULT_MEMORY_LIMIT,
+        }
+    }
+}
+
+impl SandboxLimits {
+    /// Returns the call timeout in epoch ticks, at least one.
+    pub(crate) fn deadline_ticks(&self) -> u64 {
+        let ticks = self.call_timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+        u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+    }
+}
+
+/// Creates the engine for plugins and starts the thread that advances its
+/// epoch every [`EPOCH_TICK`].
+pub fn create_engine() -> anyhow::Result<Engine> {
+    let mut config = Config::new();
+    config
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK);
+    let engine = Engine::new(&config)
+        .map_err(anyhow::Error::from)
+        .context("failed to create wasmtime engine")?;
+
+    let ticker = engine.weak();
+    std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            while let Some(engine) = ticker.upgrade() {
+                engine.increment_epoch();
+                drop(engine);
+                std::thread::sleep(EPOCH_TICK);
+            }
+        })
+        .context("failed to start epoch thread")?;
+    Ok(engine)
+}
+
+/// Per-instance state kept in a wasmtime store.
+pub struct PluginState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: TrackingLimiter,
+}
+
+impl PluginState {
+    /// Builds the locked-down state of a new instance.
+    pub(crate) fn new(limits: &SandboxLimits) -> Self {
+        let mut wasi = WasiCtx::builder();
+        wasi.allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .wall_clock(FrozenClock)
+            .monotonic_clock(FrozenClock);
+        Self {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: TrackingLimiter {
+                inner: StoreLimitsBuilder::new()
+                    .memory_size(limits.memory_bytes)
+                    .instances(8)
+                    .tables(16)
+                    .memories(4)
+                    .build(),
+                memory_limit_hit: Arc::new(AtomicBool::new(false)),
+            },
+        }
+    }
+
+    /// Returns the limiter for `Store::limiter`.
+    pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+        &mut self.limiter
+    }
+
+    /// Tells whether a memory growth was denied since the last call to this.
+    pub(crate) fn take_memory_limit_hit(&self) -> bool {
+        self.limiter.memory_limit_hit.swap(false, Ordering::Relaxed)
+    }
+}
+
+impl WasiView for PluginState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// Store limits that also record a denied memory growth, so that a trap
+/// that follows can be reported as the memory limit rather than a bug.
+struct TrackingLimiter {
+    inner: StoreLimits,
+    memory_limit_hit: Arc<AtomicBool>,
+}
+
+impl ResourceLimiter for TrackingLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.inner.memory_growing(current, desired, maximum)?;
+        if !allowed {
+            self.memory_limit_hit.store(true, Ordering::Relaxed);
+        }
+        Ok(allowed)
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        self.inner.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.inner.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.inner.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.inner.memories()
+    }
+}
+
+/// A wall and monotonic clock that always reads zero, so that plugins are
+/// deterministic and cannot time anything.
+struct FrozenClock;
+
+impl wasmtime_wasi::HostWallClock for FrozenClock {
+    fn resolution(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+
+    fn now(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
+    fn resolution(&self) -> u64 {
+        1_000_000_000
+    }
+
+    fn now(&self) -> u64 {
+        0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadline_rounds_up_to_whole_ticks() {
+        let limits = SandboxLimits {
+            call_timeout: Duration::from_millis(25),
+            ..SandboxLimits::default()
+        };
+        assert_eq!(limits.deadline_ticks(), 3);
+    }
+
+    #[test]
+    fn zero_timeout_still_allows_one_tick() {
+        let limits = SandboxLimits {
+            call_timeout: Duration::ZERO,
+            ..SandboxLimits::default()
+        };
+        assert_eq!(limits.deadline_ticks(), 1);
+    }
+}
