@@ -1,0 +1,61 @@
+# Entry points for people and CI. `make demo` runs the pipeline on a log,
+# `make test` runs every test against a real Kafka broker it starts itself.
+
+SHELL := /bin/bash
+CARGO ?= cargo
+LOG ?= examples/sample-access.log
+PLUGIN_WASM := plugins/target/wasm32-wasip2/release/weblog_access_log.wasm
+KAFKA_TESTS := $(CARGO) test -p weblog-tests --features kafka-tests
+
+.PHONY: help toolchain plugin build release broker-up broker-down demo \
+	test unit-test integration-test e2e lint clean
+
+help:
+	@echo "make demo [LOG=path]  run the pipeline on a log (default $(LOG))"
+	@echo "make test             unit, integration and end-to-end tests"
+	@echo "make e2e              only the end-to-end test on the real corpora"
+	@echo "make broker-up|broker-down   start or stop the local Kafka broker"
+	@echo "make lint             rustfmt and clippy on both workspaces"
+
+toolchain:
+	rustup target add wasm32-wasip2
+
+plugin: toolchain
+	cd plugins && $(CARGO) build --release --target wasm32-wasip2
+
+build:
+	$(CARGO) build --workspace --bins
+
+release:
+	$(CARGO) build --release --workspace --bins
+
+broker-up:
+	scripts/kafka.sh up
+
+broker-down:
+	scripts/kafka.sh down
+
+demo: plugin release
+	scripts/demo.sh "$(LOG)"
+
+test: unit-test integration-test
+
+unit-test: plugin build
+	$(CARGO) test --workspace --exclude weblog-tests
+	cd plugins && $(CARGO) test
+
+integration-test: plugin build
+	scripts/with-broker.sh $(KAFKA_TESTS)
+
+e2e: plugin build
+	scripts/with-broker.sh $(KAFKA_TESTS) end_to_end
+
+lint:
+	$(CARGO) fmt --all --check
+	cd plugins && $(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets --features weblog-tests/kafka-tests -- -D warnings
+	cd plugins && $(CARGO) clippy --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
+	cd plugins && $(CARGO) clean
