@@ -95,11 +95,11 @@ struct RunArgs {
     plugin: PluginArgs,
 
     /// Topic to consume raw log lines from.
-    #[arg(long, env = "WEBLOG_INPUT_TOPIC", default_value = "web-logs-raw")]
+    #[arg(long, env = "WEBLOG_RAW_TOPIC", default_value = "web-logs-raw")]
     input_topic: String,
 
     /// Topic to produce enriched JSON records to.
-    #[arg(long, env = "WEBLOG_OUTPUT_TOPIC", default_value = "web-logs-enriched")]
+    #[arg(long, env = "WEBLOG_ENRICHED_TOPIC", default_value = "web-logs-enriched")]
     output_topic: String,
 
     /// Topic to produce records that could not be enriched to.
@@ -111,17 +111,17 @@ struct RunArgs {
     group_id: String,
 
     /// Max records per plugin call.
-    #[arg(long, env = "WEBLOG_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE)]
+    #[arg(long, env = "WEBLOG_HOST_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE)]
     batch_size: usize,
 
     /// How long a batch waits for more records after its first, in
     /// milliseconds.
-    #[arg(long, env = "WEBLOG_BATCH_LINGER_MS", default_value_t = 20)]
+    #[arg(long, env = "WEBLOG_HOST_BATCH_LINGER_MS", default_value_t = 20)]
     batch_linger_ms: u64,
 
     /// Max batches whose outputs await acknowledgement before consumption
     /// pauses.
-    #[arg(long, env = "WEBLOG_MAX_IN_FLIGHT_BATCHES", default_value_t = 32)]
+    #[arg(long, env = "WEBLOG_HOST_MAX_IN_FLIGHT_BATCHES", default_value_t = 32)]
     max_in_flight_batches: usize,
 }
 

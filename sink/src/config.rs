@@ -1,0 +1,162 @@
+//! Command-line flags of the sink and the settings validated from them.
+//! The rest of the crate uses only [`Config`].
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+use rdkafka::ClientConfig;
+use weblog_common::{KafkaArgs, LogArgs};
+
+/// Topic read when `--topic` is not given: the one the host writes.
+pub(crate) const DEFAULT_TOPIC: &str = "web-logs-enriched";
+
+/// Dead-letter topic when `--dlq-topic` is not given: the one the host
+/// writes its failures to, so one topic contains every record the pipeline
+/// could not deliver.
+pub(crate) const DEFAULT_DLQ_TOPIC: &str = "web-logs-dlq";
+
+/// Consumer group when `--group-id` is not given.
+pub(crate) const DEFAULT_GROUP_ID: &str = "weblog-sink";
+
+/// Max records per batch when `--batch-size` is not given. Each batch costs
+/// one fsync and one commit, so larger batches raise throughput. With 1000,
+/// a batch of typical access-log records (under 1 KiB each) stays under
+/// 1 MiB.
+pub(crate) const DEFAULT_BATCH_SIZE: u64 = 1000;
+
+/// Wait for more records after the first of a batch when
+/// `--batch-linger-ms` is not given, in milliseconds. It bounds the delay
+/// of a record when traffic is light.
+pub(crate) const DEFAULT_BATCH_LINGER_MS: u64 = 100;
+
+/// Appends the enriched records from Kafka to a JSON Lines file, one record
+/// per line, and commits their offsets only after the file is fsynced.
+#[derive(Parser, Debug)]
+#[command(name = "weblog-sink", version)]
+pub(crate) struct Cli {
+    /// JSON Lines file that receives the records. It is created when
+    /// missing and appended to otherwise.
+    #[arg(long, env = "WEBLOG_SINK_OUTPUT", value_name = "PATH")]
+    pub(crate) output: PathBuf,
+
+    /// Kafka topic to read the enriched records from.
+    #[arg(long, env = "WEBLOG_ENRICHED_TOPIC", default_value = DEFAULT_TOPIC)]
+    pub(crate) topic: String,
+
+    /// Kafka topic that receives each record whose value is not one line of
+    /// valid JSON, with the reason in its headers.
+    #[arg(long, env = "WEBLOG_DLQ_TOPIC", default_value = DEFAULT_DLQ_TOPIC)]
+    pub(crate) dlq_topic: String,
+
+    /// Kafka consumer group whose committed offsets record how far the file
+    /// is written.
+    #[arg(long, env = "WEBLOG_SINK_GROUP_ID", default_value = DEFAULT_GROUP_ID)]
+    pub(crate) group_id: String,
+
+    /// Max records written, fsynced and committed together.
+    #[arg(
+        long,
+        env = "WEBLOG_SINK_BATCH_SIZE",
+        default_value_t = DEFAULT_BATCH_SIZE,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) batch_size: u64,
+
+    /// Time to wait for more records after the first record of a batch, in
+    /// milliseconds.
+    #[arg(long, env = "WEBLOG_SINK_BATCH_LINGER_MS", default_value_t = DEFAULT_BATCH_LINGER_MS)]
+    pub(crate) batch_linger_ms: u64,
+
+    #[command(flatten)]
+    pub(crate) kafka: KafkaArgs,
+
+    #[command(flatten)]
+    pub(crate) log: LogArgs,
+}
+
+/// Validated settings of one sink run.
+#[derive(Debug)]
+pub(crate) struct Config {
+    /// JSON Lines file to append to.
+    pub(crate) output: PathBuf,
+    /// Topic to consume.
+    pub(crate) topic: String,
+    /// Topic for records that are not one line of JSON.
+    pub(crate) dlq_topic: String,
+    /// Consumer group, repeated in logs.
+    pub(crate) group_id: String,
+    /// Max records per batch, at least 1.
+    pub(crate) batch_size: usize,
+    /// Wait for more records after the first of a batch.
+    pub(crate) batch_linger: Duration,
+    /// librdkafka settings of the consumer.
+    pub(crate) consumer: ClientConfig,
+    /// librdkafka settings of the dead-letter producer.
+    pub(crate) producer: ClientConfig,
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = anyhow::Error;
+
+    fn try_from(cli: Cli) -> anyhow::Result<Self> {
+        let batch_size = usize::try_from(cli.batch_size).unwrap_or(usize::MAX);
+        Ok(Self {
+            consumer: cli.kafka.consumer_config(&cli.group_id)?,
+            producer: cli.kafka.producer_config()?,
+            output: cli.output,
+            topic: cli.topic,
+            dlq_topic: cli.dlq_topic,
+            group_id: cli.group_id,
+            batch_size,
+            batch_linger: Duration::from_millis(cli.batch_linger_ms),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("weblog-sink").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn output_is_required() {
+        let error = parse(&[]).expect_err("--output is missing");
+        assert_eq!(
+            error.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+    }
+
+    #[test]
+    fn defaults_apply() {
+        let cli = parse(&["--output", "out.jsonl"]).expect("flags are valid");
+        let config = Config::try_from(cli).expect("defaults are valid");
+        assert_eq!(config.topic, DEFAULT_TOPIC);
+        assert_eq!(config.dlq_topic, DEFAULT_DLQ_TOPIC);
+        assert_eq!(config.group_id, DEFAULT_GROUP_ID);
+        assert_eq!(config.batch_size, 1000);
+        assert_eq!(config.batch_linger, Duration::from_millis(100));
+    }
+
+    #[test]
+    fn consumer_uses_group_and_manual_commits() {
+        let cli = parse(&["--output", "o", "--group-id", "g1"]).expect("flags are valid");
+        let config = Config::try_from(cli).expect("config is valid");
+        assert_eq!(config.consumer.get("group.id"), Some("g1"));
+        assert_eq!(config.consumer.get("enable.auto.commit"), Some("false"));
+        assert_eq!(
+            config.consumer.get("enable.auto.offset.store"),
+            Some("false")
+        );
+    }
+
+    #[test]
+    fn zero_batch_size_is_rejected() {
+        let error = parse(&["--output", "o", "--batch-size", "0"]).expect_err("size 0");
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+}

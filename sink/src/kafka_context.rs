@@ -1,0 +1,123 @@
+//! Kafka client context of the sink's consumer and dead-letter producer.
+//!
+//! librdkafka reports client-wide errors, such as a broker that is down,
+//! through it. They go to the log at warn, because librdkafka retries on
+//! its own and the sink fails on whatever it cannot recover from. While a
+//! broker is unreachable, librdkafka repeats the same error many times a
+//! second, so each error code is logged at most once per
+//! [`REPEAT_INTERVAL`], with a count of the ones skipped. Rebalances are
+//! logged at info with the partitions involved.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::{ClientContext, TopicPartitionList};
+
+/// Min time between two log events for the same error code.
+const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Client context that logs librdkafka errors with repeats limited, and
+/// rebalances.
+#[derive(Default)]
+pub(crate) struct SinkContext {
+    errors: ErrorThrottle,
+}
+
+impl ClientContext for SinkContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if let Some(suppressed) = self.errors.admit(code, Instant::now()) {
+            tracing::warn!(error = %error, reason, suppressed, "kafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for SinkContext {
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(partitions) => {
+                let partitions = describe_partitions(partitions);
+                tracing::info!(%partitions, "partitions assigned");
+            }
+            Rebalance::Revoke(partitions) => {
+                let partitions = describe_partitions(partitions);
+                tracing::info!(%partitions, "partitions revoked");
+            }
+            Rebalance::Error(error) => tracing::warn!(error = %error, "rebalance failed"),
+        }
+    }
+}
+
+/// Formats a partition list as `topic/partition` items separated by commas.
+fn describe_partitions(list: &TopicPartitionList) -> String {
+    let items: Vec<String> = list
+        .elements()
+        .iter()
+        .map(|element| format!("{}/{}", element.topic(), element.partition()))
+        .collect();
+    items.join(",")
+}
+
+/// Limits log events to one per error code per [`REPEAT_INTERVAL`].
+#[derive(Default)]
+struct ErrorThrottle {
+    /// Per error code: when it was last logged and how many times it was
+    /// skipped since. Few codes ever occur, so a list is enough.
+    seen: Mutex<Vec<(Option<RDKafkaErrorCode>, Instant, u64)>>,
+}
+
+impl ErrorThrottle {
+    /// Returns the number of skipped repeats when an error with `code` may
+    /// be logged at `now`, or `None` when it is to be skipped.
+    fn admit(&self, code: Option<RDKafkaErrorCode>, now: Instant) -> Option<u64> {
+        // A poisoned lock only means that another thread panicked while
+        // logging, and the list is still usable.
+        let mut seen = self
+            .seen
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let Some(entry) = seen.iter_mut().find(|(seen_code, ..)| *seen_code == code) else {
+            seen.push((code, now, 0));
+            return Some(0);
+        };
+        if now.duration_since(entry.1) < REPEAT_INTERVAL {
+            entry.2 += 1;
+            return None;
+        }
+        let suppressed = entry.2;
+        entry.1 = now;
+        entry.2 = 0;
+        Some(suppressed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::Offset;
+
+    use super::*;
+
+    const DOWN: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::AllBrokersDown);
+
+    #[test]
+    fn throttle_counts_skipped_repeats() {
+        let throttle = ErrorThrottle::default();
+        let start = Instant::now();
+        assert_eq!(throttle.admit(DOWN, start), Some(0));
+        assert_eq!(throttle.admit(None, start), Some(0));
+        assert_eq!(throttle.admit(DOWN, start + Duration::from_secs(1)), None);
+        assert_eq!(throttle.admit(DOWN, start + REPEAT_INTERVAL), Some(1));
+    }
+
+    #[test]
+    fn partitions_are_listed() {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset("t", 0, Offset::Invalid)
+            .expect("valid");
+        list.add_partition_offset("t", 2, Offset::Invalid)
+            .expect("valid");
+        assert_eq!(describe_partitions(&list), "t/0,t/2");
+    }
+}
