@@ -68,11 +68,17 @@ end_offsets() {
     "$kafka" tool get-offsets --topic "$1" --time -1 | awk -F: '{ sum += $NF } END { print sum + 0 }'
 }
 
-# Total lag of a consumer group on a topic; "unknown" until the group has
-# committed an offset on every partition.
+# Total lag of a consumer group on a topic, or "unknown" while the group
+# has no partitions. A partition without a commit counts in full, so an
+# empty one counts 0.
 group_lag() {
     "$kafka" tool consumer-groups --describe --group "$1" 2>/dev/null | awk -v topic="$2" '
-        $2 == topic { rows++; if ($6 ~ /^[0-9]+$/) lag += $6; else unknown = 1 }
+        $2 == topic {
+            rows++
+            if ($6 ~ /^[0-9]+$/) lag += $6
+            else if ($5 ~ /^[0-9]+$/) lag += $5
+            else unknown = 1
+        }
         END { if (rows == 0 || unknown) print "unknown"; else print lag }'
 }
 
