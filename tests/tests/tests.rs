@@ -1,0 +1,27 @@
+//! Integration tests of the weblog binaries, run as separate processes.
+//!
+//! - `enrich_file`: the host's `enrich-file` command with the default
+//!   plugin, no Kafka needed.
+//! - `shipper`, `sink`, `host`: each binary against a real Kafka broker.
+//! - `end_to_end`: the three real corpora through the whole pipeline.
+//!
+//! The Kafka tests need the `kafka-tests` feature and a broker at
+//! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `make test` starts one. Each
+//! test uses topics and groups of its own, so tests run in parallel. The
+//! binaries and the plugin must be built first (`make test` does it).
+
+// Test helpers are `pub` for the modules that share them.
+#![allow(unreachable_pub)]
+
+mod util;
+
+mod enrich_file;
+
+#[cfg(feature = "kafka-tests")]
+mod end_to_end;
+#[cfg(feature = "kafka-tests")]
+mod host;
+#[cfg(feature = "kafka-tests")]
+mod shipper;
+#[cfg(feature = "kafka-tests")]
+mod sink;

@@ -1,0 +1,221 @@
+//! Kafka helpers for tests: the broker address, topics of a test's own, and
+//! reading or writing a topic directly.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+/// Broker for the tests: `KAFKA_BOOTSTRAP`, or the local default.
+pub fn bootstrap() -> String {
+    std::env::var("KAFKA_BOOTSTRAP").unwrap_or_else(|_| "127.0.0.1:9092".to_string())
+}
+
+/// Returns a name unique to this test run, for topics and groups.
+pub fn unique_name(prefix: &str) -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_nanos();
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}-{}-{nanos}-{count}", std::process::id())
+}
+
+/// Raw, enriched and dead-letter topics created for one test.
+pub struct TestTopics {
+    pub raw: String,
+    pub enriched: String,
+    pub dlq: String,
+}
+
+impl TestTopics {
+    /// Creates the three topics with `partitions` partitions each.
+    pub fn create(test: &str, partitions: i32) -> Self {
+        let topics = Self {
+            raw: unique_name(&format!("{test}-raw")),
+            enriched: unique_name(&format!("{test}-enriched")),
+            dlq: unique_name(&format!("{test}-dlq")),
+        };
+        create_topics(&[&topics.raw, &topics.enriched, &topics.dlq], partitions);
+        topics
+    }
+}
+
+/// Creates topics with the admin API and waits until they exist.
+pub fn create_topics(names: &[&str], partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("create admin client");
+    let new_topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build runtime");
+    let results = runtime
+        .block_on(admin.create_topics(&new_topics, &AdminOptions::new()))
+        .unwrap_or_else(|error| panic!("failed to create topics on {}: {error}", bootstrap()));
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("failed to create topic {topic}: {code}"));
+    }
+}
+
+/// One record read back from a topic.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
+    pub headers: BTreeMap<String, String>,
+}
+
+impl Received {
+    fn from_message(message: &BorrowedMessage<'_>) -> Self {
+        let mut headers = BTreeMap::new();
+        if let Some(list) = message.headers() {
+            for header in list.iter() {
+                let value = header
+                    .value
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default();
+                headers.insert(header.key.to_string(), value.into_owned());
+            }
+        }
+        Self {
+            partition: message.partition(),
+            offset: message.offset(),
+            key: message.key().map(<[u8]>::to_vec),
+            value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            headers,
+        }
+    }
+
+    /// Returns a header's value, panicking with the record if it is missing.
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .unwrap_or_else(|| panic!("header {name} missing on {self:?}"))
+    }
+}
+
+/// A consumer without a group that reads a topic from the beginning.
+pub struct TopicReader {
+    consumer: BaseConsumer,
+    pub received: Vec<Received>,
+}
+
+impl TopicReader {
+    /// Assigns every partition of `topic` from offset 0.
+    pub fn new(topic: &str) -> Self {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", bootstrap())
+            .set("group.id", unique_name("reader"))
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .expect("create reader");
+        let metadata = consumer
+            .fetch_metadata(Some(topic), Duration::from_secs(10))
+            .expect("fetch metadata");
+        let mut assignment = TopicPartitionList::new();
+        for partition in metadata.topics()[0].partitions() {
+            assignment
+                .add_partition_offset(topic, partition.id(), Offset::Beginning)
+                .expect("add partition");
+        }
+        consumer.assign(&assignment).expect("assign partitions");
+        Self {
+            consumer,
+            received: Vec::new(),
+        }
+    }
+
+    /// Reads what is available within `wait`.
+    pub fn poll_for(&mut self, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while Instant::now() < deadline {
+            match self.consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(message)) => self.received.push(Received::from_message(&message)),
+                Some(Err(error)) => panic!("failed to read test topic: {error}"),
+                None => {}
+            }
+        }
+    }
+
+    /// Reads until `count` records arrived or `timeout` passed.
+    pub fn read_at_least(&mut self, count: usize, timeout: Duration) -> &[Received] {
+        let deadline = Instant::now() + timeout;
+        while self.received.len() < count && Instant::now() < deadline {
+            self.poll_for(Duration::from_millis(200));
+        }
+        &self.received
+    }
+}
+
+/// Produces records (key, value) to `topic` and waits for all acks.
+pub fn produce(topic: &str, records: &[(Option<&[u8]>, &[u8])]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("acks", "all")
+        .create()
+        .expect("create producer");
+    for (key, value) in records {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic).payload(value);
+        if let Some(key) = key {
+            record = record.key(key);
+        }
+        producer
+            .send(record)
+            .unwrap_or_else(|(error, _)| panic!("failed to produce to {topic}: {error}"));
+    }
+    producer
+        .flush(Duration::from_secs(30))
+        .expect("flush test producer");
+}
+
+/// Returns, per partition, the group's committed offset and the high
+/// watermark (`None` for no commit).
+pub fn committed_and_end(group: &str, topic: &str) -> Vec<(i32, Option<i64>, i64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("create offsets consumer");
+    let timeout = Duration::from_secs(10);
+    let metadata = consumer
+        .fetch_metadata(Some(topic), timeout)
+        .expect("fetch metadata");
+    let mut list = TopicPartitionList::new();
+    for partition in metadata.topics()[0].partitions() {
+        list.add_partition(topic, partition.id());
+    }
+    let committed = consumer
+        .committed_offsets(list, timeout)
+        .expect("fetch committed offsets");
+    committed
+        .elements()
+        .iter()
+        .map(|element| {
+            let (_, high) = consumer
+                .fetch_watermarks(topic, element.partition(), timeout)
+                .expect("fetch watermarks");
+            let offset = match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            };
+            (element.partition(), offset, high)
+        })
+        .collect()
+}

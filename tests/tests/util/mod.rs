@@ -1,0 +1,178 @@
+//! Helpers shared by the integration tests: paths of the binaries, the
+//! plugin and the real corpora, and child processes that are killed when a
+//! test fails.
+
+#![allow(dead_code)]
+
+#[cfg(feature = "kafka-tests")]
+pub mod kafka;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Root of the repository.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the tests crate sits in the repository root")
+        .to_path_buf()
+}
+
+/// Path of a workspace binary built by `cargo build --workspace --bins`.
+pub fn binary(name: &str) -> PathBuf {
+    let dir = match std::env::var_os("WEBLOG_BIN_DIR") {
+        Some(dir) => PathBuf::from(dir),
+        None => std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo_root().join("target"))
+            .join("debug"),
+    };
+    let path = dir.join(name);
+    assert!(
+        path.is_file(),
+        "binary {path:?} not found; build it with `cargo build --workspace --bins` \
+         or set WEBLOG_BIN_DIR"
+    );
+    path
+}
+
+/// Path of the default plugin built for wasm32-wasip2.
+pub fn default_plugin() -> PathBuf {
+    let path = repo_root().join("plugins/target/wasm32-wasip2/release/weblog_access_log.wasm");
+    assert!(
+        path.is_file(),
+        "plugin {path:?} not found; build it with `make plugin`"
+    );
+    path
+}
+
+/// The real access-log corpora, by file name.
+pub const CORPORA: [&str; 3] = [
+    "elastic-apache.log",
+    "nasa-jul-aug95-random-sample.log",
+    "basjes-hackers-access.log",
+];
+
+/// Path of a real corpus under the shared data folder.
+pub fn corpus(name: &str) -> PathBuf {
+    let path = repo_root().join("../shared/data/real").join(name);
+    assert!(path.is_file(), "corpus {path:?} not found");
+    path
+}
+
+/// Splits file content into lines the way the shipper and enrich-file do:
+/// on `\n` only, without a trailing empty line.
+pub fn split_lines(content: &[u8]) -> Vec<Vec<u8>> {
+    let mut lines: Vec<Vec<u8>> = content.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    if content.ends_with(b"\n") || content.is_empty() {
+        lines.pop();
+    }
+    lines
+}
+
+/// Runs a command to completion and returns its output.
+pub fn run(command: &mut Command) -> Output {
+    command
+        .output()
+        .unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"))
+}
+
+/// A child process that is killed on drop, so that a failing test does not
+/// leave it running. Its stderr goes to a file for the failure message.
+pub struct ChildProcess {
+    name: String,
+    child: Option<Child>,
+    stderr_path: PathBuf,
+}
+
+impl ChildProcess {
+    /// Starts `command` with stderr captured in `dir/<name>.stderr`.
+    pub fn spawn(name: &str, mut command: Command, dir: &Path) -> Self {
+        let stderr_path = dir.join(format!("{name}.stderr"));
+        let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|error| panic!("failed to start {name}: {error}"));
+        Self {
+            name: name.to_string(),
+            child: Some(child),
+            stderr_path,
+        }
+    }
+
+    /// Returns what the process wrote to stderr so far.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// Panics with the process's stderr if it has exited.
+    pub fn assert_running(&mut self) {
+        let child = self.child.as_mut().expect("process not yet waited for");
+        if let Some(status) = child.try_wait().expect("poll child") {
+            panic!(
+                "{} exited early with {status}:\n{}",
+                self.name,
+                self.stderr()
+            );
+        }
+    }
+
+    /// Sends SIGTERM and waits up to `timeout` for the exit; returns the
+    /// status and stdout.
+    pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, String) {
+        let mut child = self.child.take().expect("process not yet waited for");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "failed to send SIGTERM to {}",
+            self.name
+        );
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll child") {
+                let mut stdout = String::new();
+                if let Some(mut out) = child.stdout.take() {
+                    use std::io::Read;
+                    let _ = out.read_to_string(&mut stdout);
+                }
+                return (status, stdout);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not exit within {timeout:?} of SIGTERM:\n{}",
+                    self.name,
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `condition` every 200 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    condition()
+}
