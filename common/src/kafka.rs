@@ -125,7 +125,10 @@ mod tests {
         let cli = parse(&["--kafka-option", "client.id=abc"]).expect("flags are valid");
         let config = cli.kafka.client_config().expect("option is allowed");
         assert_eq!(config.get("client.id"), Some("abc"));
-        assert_eq!(config.get("bootstrap.servers"), Some(DEFAULT_BOOTSTRAP_SERVERS));
+        assert_eq!(
+            config.get("bootstrap.servers"),
+            Some(DEFAULT_BOOTSTRAP_SERVERS)
+        );
     }
 
     #[test]
@@ -137,7 +140,9 @@ mod tests {
 
     #[test]
     fn option_without_equals_is_rejected() {
-        let error = parse(&["--kafka-option", "linger.ms"]).err().expect("no '='");
+        let error = parse(&["--kafka-option", "linger.ms"])
+            .err()
+            .expect("no '='");
         assert!(error.to_string().contains("KEY=VALUE"), "{error}");
     }
 

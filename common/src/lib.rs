@@ -5,9 +5,11 @@
 #![warn(missing_docs)]
 
 pub mod kafka;
+pub mod kafka_context;
 pub mod logging;
 pub mod shutdown;
 
 pub use kafka::KafkaArgs;
+pub use kafka_context::LoggingContext;
 pub use logging::LogArgs;
 pub use shutdown::listen_for_shutdown;

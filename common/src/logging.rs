@@ -6,7 +6,8 @@ use tracing_subscriber::EnvFilter;
 
 /// Filter used when `RUST_LOG` is not set: lifecycle events of our crates
 /// and warnings from everything else.
-const DEFAULT_FILTER: &str = "warn,weblog_common=info,weblog_host=info,weblog_shipper=info,weblog_sink=info";
+const DEFAULT_FILTER: &str =
+    "warn,weblog_common=info,weblog_host=info,weblog_shipper=info,weblog_sink=info";
 
 /// Log output format.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -3,7 +3,7 @@
 //! The first SIGINT or SIGTERM cancels the returned token: each binary then
 //! stops fetching, finishes the work it has in flight, commits and exits 0.
 //! A second signal exits at once with status 130, for an operator who does
-//! not want to wait; at-least-once delivery makes that safe, because nothing
+//! not want to wait. At-least-once delivery makes that safe, because nothing
 //! is committed before it is written.
 
 use tokio::signal::unix::{signal, SignalKind};

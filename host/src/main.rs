@@ -99,7 +99,11 @@ struct RunArgs {
     input_topic: String,
 
     /// Topic to produce enriched JSON records to.
-    #[arg(long, env = "WEBLOG_ENRICHED_TOPIC", default_value = "web-logs-enriched")]
+    #[arg(
+        long,
+        env = "WEBLOG_ENRICHED_TOPIC",
+        default_value = "web-logs-enriched"
+    )]
     output_topic: String,
 
     /// Topic to produce records that could not be enriched to.
@@ -145,7 +149,6 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = format!("{error:#}"), "weblog-host failed");
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }

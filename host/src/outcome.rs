@@ -1,5 +1,5 @@
-//! What became of one input record: enriched output or a failure that the
-//! host sends to the dead-letter topic.
+//! The result of enriching one input record: output records, or a failure
+//! that the host sends to the dead-letter topic.
 
 /// Result of enriching one input record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -11,7 +11,7 @@ pub enum EnrichOutcome {
     Failed(Failure),
 }
 
-/// Why a record could not be enriched.
+/// Reason a record could not be enriched.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// Class of the failure, written to the `weblog.error.kind` header.

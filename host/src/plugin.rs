@@ -1,10 +1,10 @@
 //! Loading a plugin component and calling it safely.
 //!
 //! A [`Plugin`] owns one compiled component and one live instance, reused
-//! across batches. When a call traps, times out, hits the memory limit or
-//! returns output that breaks the contract, the instance is thrown away (a
-//! trapped instance refuses every later call) and the batch is split in
-//! halves until the records that fail on their own are found. Those become
+//! across batches. A call can trap, time out, hit the memory limit or
+//! return output that breaks the contract. Then the instance is thrown
+//! away, because a trapped instance rejects every later call, and the batch
+//! is split in halves until the records that fail on their own are found. Those become
 //! failures for the dead-letter topic; every other record is enriched once.
 
 use std::path::{Path, PathBuf};

@@ -2,7 +2,7 @@
 //!
 //! One engine serves every plugin. Each instance gets its own store with a
 //! memory cap, a CPU deadline per call (epoch interruption) and a WASI
-//! context with no files, environment, network or arguments; its clocks are
+//! context with no files, environment, network or arguments. Its clocks are
 //! frozen at the Unix epoch and its stdout and stderr are discarded.
 
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -8,11 +8,9 @@
 //! - 2: invalid flags.
 //!
 //! Layout: `config` turns flags into settings, `source` splits the file into
-//! lines, `produce` sends them and counts the acknowledgements, and
-//! `kafka_context` logs librdkafka's client errors.
+//! lines, and `produce` sends them and counts the acknowledgements.
 
 mod config;
-mod kafka_context;
 mod produce;
 mod source;
 

@@ -18,8 +18,8 @@ use tokio::io::AsyncBufRead;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::kafka_context::ShipperContext;
 use crate::source::{open_log_file, LineReader};
+use weblog_common::LoggingContext;
 
 /// Max records sent but not yet acknowledged. Enough to keep several
 /// produce requests in flight, far below librdkafka's own queue limit of
@@ -74,9 +74,9 @@ pub(crate) async fn ship(
 ) -> anyhow::Result<ShipSummary> {
     let mut lines = open_log_file(&config.file).await?;
 
-    let producer: FutureProducer<ShipperContext> = config
+    let producer: FutureProducer<LoggingContext> = config
         .producer
-        .create_with_context(ShipperContext::default())
+        .create_with_context(LoggingContext::default())
         .with_context(|| format!("failed to create producer for {}", config.bootstrap_servers))?;
     check_topic(&producer, config).await?;
     tracing::info!(path = ?config.file, topic = %config.topic, "shipping log file");
@@ -126,7 +126,7 @@ pub(crate) async fn ship(
 /// Fails unless the broker at the configured address describes the topic
 /// within the metadata timeout.
 async fn check_topic(
-    producer: &FutureProducer<ShipperContext>,
+    producer: &FutureProducer<LoggingContext>,
     config: &Config,
 ) -> anyhow::Result<()> {
     let client = producer.clone();
@@ -184,7 +184,7 @@ type Acknowledgement = (u64, usize, Result<(), KafkaError>);
 
 /// Records in flight and the counts of what Kafka acknowledged.
 struct Shipment<'a> {
-    producer: FutureProducer<ShipperContext>,
+    producer: FutureProducer<LoggingContext>,
     topic: &'a str,
     in_flight: FuturesUnordered<BoxFuture<'static, Acknowledgement>>,
     in_flight_bytes: usize,
@@ -195,7 +195,7 @@ struct Shipment<'a> {
 }
 
 impl<'a> Shipment<'a> {
-    fn new(producer: FutureProducer<ShipperContext>, topic: &'a str) -> Self {
+    fn new(producer: FutureProducer<LoggingContext>, topic: &'a str) -> Self {
         Self {
             producer,
             topic,

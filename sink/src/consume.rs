@@ -19,11 +19,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::dead_letter::{DeadLetters, Rejected};
-use crate::kafka_context::SinkContext;
 use crate::record::check_value;
 use crate::write::SinkWriter;
+use weblog_common::LoggingContext;
 
-type SinkConsumer = StreamConsumer<SinkContext>;
+type SinkConsumer = StreamConsumer<LoggingContext>;
 
 /// Counts of one run or one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,7 +45,7 @@ pub(crate) async fn run(
     let servers = config.consumer.get("bootstrap.servers").unwrap_or_default();
     let consumer: SinkConsumer = config
         .consumer
-        .create_with_context(SinkContext::default())
+        .create_with_context(LoggingContext::default())
         .with_context(|| format!("failed to create consumer for {servers}"))?;
     consumer
         .subscribe(&[&config.topic])

@@ -13,7 +13,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Message};
 
-use crate::kafka_context::SinkContext;
+use weblog_common::LoggingContext;
 
 /// Value of the `weblog.error.kind` header for a record the sink rejects.
 pub(crate) const INVALID_OUTPUT_KIND: &str = "invalid-output";
@@ -28,7 +28,7 @@ pub(crate) struct Rejected<'a> {
 
 /// Producer for the dead-letter topic.
 pub(crate) struct DeadLetters {
-    producer: FutureProducer<SinkContext>,
+    producer: FutureProducer<LoggingContext>,
     topic: String,
 }
 
@@ -36,7 +36,7 @@ impl DeadLetters {
     /// Creates the producer from `config`, writing to `topic`.
     pub(crate) fn new(config: &ClientConfig, topic: &str) -> anyhow::Result<Self> {
         let producer = config
-            .create_with_context(SinkContext::default())
+            .create_with_context(LoggingContext::default())
             .map_err(|error| {
                 anyhow!("failed to create producer for dead-letter topic {topic}: {error}")
             })?;

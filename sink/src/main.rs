@@ -17,13 +17,11 @@
 //!
 //! Layout: `config` turns flags into settings, `consume` runs the batch
 //! loop and commits, `record` checks each value, `write` owns the output
-//! file, `dead_letter` the dead-letter producer, and `kafka_context` logs
-//! librdkafka's errors and rebalances.
+//! file, and `dead_letter` the dead-letter producer.
 
 mod config;
 mod consume;
 mod dead_letter;
-mod kafka_context;
 mod record;
 mod write;
 

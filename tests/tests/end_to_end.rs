@@ -11,11 +11,11 @@ use crate::util::{
     binary, corpus, default_plugin, run, split_lines, wait_until, ChildProcess, CORPORA,
 };
 
-/// Longest the pipeline may take to drain the corpora after shipping.
+/// Max time the pipeline may take to drain the corpora after shipping.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Every input line ends up exactly once, in the sink file or in the
-/// dead-letter topic; the sink's records equal enrich-file's, and both
+/// dead-letter topic. The sink's records equal enrich-file's, and both
 /// consumer groups have committed up to the end of their topics.
 #[test]
 fn corpora_arrive_exactly_once() {

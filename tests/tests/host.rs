@@ -29,8 +29,8 @@ fn host_command(topics: &TestTopics, group: &str) -> Command {
     command
 }
 
-/// An enriched record keeps the input key and names its plugin and source;
-/// a dead letter keeps the original bytes and key and carries the reason.
+/// An enriched record keeps the input key and names its plugin and source.
+/// A dead letter keeps the original bytes and key and carries the reason.
 #[test]
 fn outputs_keep_keys_and_headers() {
     let topics = TestTopics::create("host-headers", 1);

@@ -1,4 +1,4 @@
-//! weblog-sink against a real broker: the file holds each record once,
+//! weblog-sink against a real broker: the file contains each record once,
 //! offsets are committed, and invalid records go to the dead-letter topic.
 
 use std::process::Command;

@@ -1,8 +1,8 @@
 //! Committing offsets in order, after every output is acknowledged.
 //!
 //! Batches arrive in consumption order. For each one the task waits for all
-//! delivery reports; only when every output of a batch is acknowledged are
-//! its offsets merged into the set to commit. A delivery failure (after
+//! delivery reports, and only when every output of a batch is acknowledged
+//! are its offsets merged into the set to commit. A delivery failure (after
 //! librdkafka's own retries up to `message.timeout.ms`) stops the host
 //! without committing, so the records are replayed after a restart.
 

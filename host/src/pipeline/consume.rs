@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+use weblog_common::kafka_context::{describe_partitions, ErrorThrottle};
 
 use super::PipelineConfig;
 use crate::bindings::InputRecord;
@@ -35,6 +36,7 @@ pub(super) struct ConsumedBatch {
 #[derive(Default)]
 pub(super) struct HostContext {
     assigned: Mutex<HashSet<(String, i32)>>,
+    errors: ErrorThrottle,
 }
 
 impl HostContext {
@@ -47,7 +49,11 @@ impl HostContext {
     }
 }
 
-impl ClientContext for HostContext {}
+impl ClientContext for HostContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        self.errors.log(error, reason);
+    }
+}
 
 impl ConsumerContext for HostContext {
     fn pre_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -58,7 +64,7 @@ impl ConsumerContext for HostContext {
             for element in partitions.elements() {
                 assigned.remove(&(element.topic().to_string(), element.partition()));
             }
-            tracing::info!(partitions = partitions.count(), "partitions revoked");
+            tracing::info!(partitions = %describe_partitions(partitions), "partitions revoked");
         }
     }
 
@@ -70,7 +76,7 @@ impl ConsumerContext for HostContext {
                         assigned.insert((element.topic().to_string(), element.partition()));
                     }
                 }
-                tracing::info!(partitions = partitions.count(), "partitions assigned");
+                tracing::info!(partitions = %describe_partitions(partitions), "partitions assigned");
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(error) => tracing::warn!(error = %error, "rebalance failed"),

@@ -21,7 +21,7 @@ use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use weblog_common::KafkaArgs;
+use weblog_common::{KafkaArgs, LoggingContext};
 
 use crate::plugin::Plugin;
 use crate::sandbox::{self, SandboxLimits};
@@ -68,12 +68,16 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         config.limits,
     )?;
 
-    let producer: FutureProducer = config.kafka.producer_config()?.create().with_context(|| {
-        format!(
-            "failed to create producer for {}",
-            config.kafka.bootstrap_servers
-        )
-    })?;
+    let producer: FutureProducer<LoggingContext> = config
+        .kafka
+        .producer_config()?
+        .create_with_context(LoggingContext::default())
+        .with_context(|| {
+            format!(
+                "failed to create producer for {}",
+                config.kafka.bootstrap_servers
+            )
+        })?;
     for topic in [&config.output_topic, &config.dlq_topic] {
         check_topic_exists(&producer, topic, &config.kafka.bootstrap_servers)?;
     }
@@ -135,7 +139,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
 /// Fails with a message naming the topic when it does not exist, instead of
 /// letting the clients wait for it forever.
 fn check_topic_exists(
-    producer: &FutureProducer,
+    producer: &FutureProducer<LoggingContext>,
     topic: &str,
     bootstrap: &str,
 ) -> anyhow::Result<()> {

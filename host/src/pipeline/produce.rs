@@ -18,13 +18,14 @@ use crate::bindings::InputRecord;
 use crate::headers;
 use crate::outcome::{EnrichOutcome, Failure};
 use crate::plugin::PluginIdentity;
+use weblog_common::LoggingContext;
 
 /// Pause before retrying a record that met a full local producer queue.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 
-/// Where and how outputs are produced.
+/// Producer and topics for enriched records and dead letters.
 pub(super) struct Output {
-    producer: FutureProducer,
+    producer: FutureProducer<LoggingContext>,
     output_topic: String,
     dlq_topic: String,
     plugin_name: String,
@@ -33,7 +34,7 @@ pub(super) struct Output {
 
 impl Output {
     pub(super) fn new(
-        producer: FutureProducer,
+        producer: FutureProducer<LoggingContext>,
         config: &PipelineConfig,
         plugin: &PluginIdentity,
     ) -> Self {

@@ -165,7 +165,7 @@ impl Drop for ChildProcess {
     }
 }
 
-/// Polls `condition` every 200 ms until it holds or `timeout` passes.
+/// Polls `condition` every 200 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {

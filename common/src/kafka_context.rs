@@ -1,8 +1,9 @@
-//! Kafka client context of the sink's consumer and dead-letter producer.
+//! A Kafka client context that logs what librdkafka reports on the side.
 //!
 //! librdkafka reports client-wide errors, such as a broker that is down,
-//! through it. They go to the log at warn, because librdkafka retries on
-//! its own and the sink fails on whatever it cannot recover from. While a
+//! through the context. They go to the log at warn, because librdkafka
+//! retries on its own and each binary fails on whatever it cannot recover
+//! from. While a
 //! broker is unreachable, librdkafka repeats the same error many times a
 //! second, so each error code is logged at most once per
 //! [`REPEAT_INTERVAL`], with a count of the ones skipped. Rebalances are
@@ -20,21 +21,18 @@ const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
 
 /// Client context that logs librdkafka errors with repeats limited, and
 /// rebalances.
-#[derive(Default)]
-pub(crate) struct SinkContext {
+#[derive(Debug, Default)]
+pub struct LoggingContext {
     errors: ErrorThrottle,
 }
 
-impl ClientContext for SinkContext {
+impl ClientContext for LoggingContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        let code = error.rdkafka_error_code();
-        if let Some(suppressed) = self.errors.admit(code, Instant::now()) {
-            tracing::warn!(error = %error, reason, suppressed, "kafka client error");
-        }
+        self.errors.log(error, reason);
     }
 }
 
-impl ConsumerContext for SinkContext {
+impl ConsumerContext for LoggingContext {
     fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         match rebalance {
             Rebalance::Assign(partitions) => {
@@ -51,7 +49,7 @@ impl ConsumerContext for SinkContext {
 }
 
 /// Formats a partition list as `topic/partition` items separated by commas.
-fn describe_partitions(list: &TopicPartitionList) -> String {
+pub fn describe_partitions(list: &TopicPartitionList) -> String {
     let items: Vec<String> = list
         .elements()
         .iter()
@@ -61,14 +59,23 @@ fn describe_partitions(list: &TopicPartitionList) -> String {
 }
 
 /// Limits log events to one per error code per [`REPEAT_INTERVAL`].
-#[derive(Default)]
-struct ErrorThrottle {
+#[derive(Debug, Default)]
+pub struct ErrorThrottle {
     /// Per error code: when it was last logged and how many times it was
     /// skipped since. Few codes ever occur, so a list is enough.
     seen: Mutex<Vec<(Option<RDKafkaErrorCode>, Instant, u64)>>,
 }
 
 impl ErrorThrottle {
+    /// Logs a librdkafka client error at warn unless its code was logged
+    /// less than [`REPEAT_INTERVAL`] ago.
+    pub fn log(&self, error: KafkaError, reason: &str) {
+        let code = error.rdkafka_error_code();
+        if let Some(suppressed) = self.admit(code, Instant::now()) {
+            tracing::warn!(error = %error, reason, suppressed, "kafka client error");
+        }
+    }
+
     /// Returns the number of skipped repeats when an error with `code` may
     /// be logged at `now`, or `None` when it is to be skipped.
     fn admit(&self, code: Option<RDKafkaErrorCode>, now: Instant) -> Option<u64> {
