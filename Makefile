@@ -23,6 +23,9 @@ toolchain:
 plugin: toolchain
 	cd plugins && $(CARGO) build --release --target wasm32-wasip2
 
+test-plugins: toolchain
+	cd tests/fixtures/plugins && $(CARGO) build --release --target wasm32-wasip2
+
 build:
 	$(CARGO) build --workspace --bins
 
@@ -40,11 +43,11 @@ demo: plugin release
 
 test: unit-test integration-test
 
-unit-test: plugin build
+unit-test: plugin test-plugins build
 	$(CARGO) test --workspace --exclude weblog-tests
 	cd plugins && $(CARGO) test
 
-integration-test: plugin build
+integration-test: plugin test-plugins build
 	scripts/with-broker.sh $(KAFKA_TESTS)
 
 e2e: plugin build
