@@ -5,6 +5,7 @@
 //! Layout:
 //! - [`sandbox`]: the wasmtime engine and the limits of every instance.
 //! - [`plugin`]: loading a component, calling it, containing its failures.
+//! - [`failure`]: the kind and reason of a failed plugin call.
 //! - [`outcome`]: what became of each input record.
 //! - [`headers`]: names of the headers on output records and dead letters.
 //! - [`enrich_file`]: the same plugin over a file, without Kafka.
@@ -14,6 +15,7 @@
 
 mod bindings;
 pub mod enrich_file;
+pub mod failure;
 pub mod headers;
 pub mod outcome;
 pub mod pipeline;

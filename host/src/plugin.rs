@@ -4,24 +4,39 @@
 //! across batches. A call can trap, time out, hit the memory limit or
 //! return output that breaks the contract. Then the instance is thrown
 //! away, because a trapped instance rejects every later call, and the batch
-//! is split in halves until the records that fail on their own are found. Those become
-//! failures for the dead-letter topic; every other record is enriched once.
+//! is split in halves until the records that fail on their own are found.
+//! Those become failures for the dead-letter topic; every other record is
+//! enriched once. Failed calls on one batch may take at most
+//! [`ISOLATION_BUDGET_DEADLINES`] CPU deadlines, so that a plugin that
+//! fails on every record cannot stall the host for hours.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use wasmtime::component::{types::ComponentItem, Component, Linker};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store};
 
 use crate::bindings::{EnricherPre, InputRecord, Outcome, PLUGIN_INTERFACE, WIT_VERSION};
+use crate::failure::{classify_call_error, truncate_reason};
 use crate::outcome::{EnrichOutcome, Failure, FailureKind};
 use crate::sandbox::{PluginState, SandboxLimits};
 
 /// Max size of one JSON record a plugin may emit. Kafka's default max
 /// message size is 1 MiB, so a larger record could never be produced.
 pub const MAX_OUTPUT_RECORD_BYTES: usize = 1 << 20;
+
+/// Time that failed calls may take while one batch is split to isolate its
+/// failing records, in CPU deadlines (`--plugin-timeout-ms`). One failing
+/// record in a batch of 256 costs 9 failed calls, and every call that
+/// fails can take up to a whole deadline. With the default deadline of
+/// 5 s, 16 deadlines are 80 s, well under the consumer's default
+/// `max.poll.interval.ms` of 300 s. Once it is spent, the records not yet
+/// tried on their own are dead-lettered with the failure of the smallest
+/// batch that held them.
+pub const ISOLATION_BUDGET_DEADLINES: u32 = 16;
 
 /// Name, version and identity of a loaded plugin.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -115,14 +130,31 @@ impl Plugin {
     /// a [`EnrichOutcome::Failed`] with the kind of failure.
     pub fn enrich(&mut self, records: &[InputRecord]) -> Vec<EnrichOutcome> {
         let mut outcomes = Vec::with_capacity(records.len());
-        self.enrich_into(records, &mut outcomes);
+        let mut budget = IsolationBudget::new(&self.limits);
+        self.enrich_into(records, &mut budget, &mut outcomes);
+        if budget.untried > 0 {
+            tracing::warn!(
+                plugin = %self.identity.name,
+                records = records.len(),
+                untried = budget.untried,
+                budget_ms = budget.limit.as_millis() as u64,
+                "failed plugin calls used up the batch's isolation budget, \
+                 dead-lettering records not tried on their own"
+            );
+        }
         outcomes
     }
 
-    fn enrich_into(&mut self, records: &[InputRecord], outcomes: &mut Vec<EnrichOutcome>) {
+    fn enrich_into(
+        &mut self,
+        records: &[InputRecord],
+        budget: &mut IsolationBudget,
+        outcomes: &mut Vec<EnrichOutcome>,
+    ) {
         if records.is_empty() {
             return;
         }
+        let started = Instant::now();
         let failure = match self.call_batch(records) {
             Ok(batch) => match check_batch_output(records.len(), batch) {
                 Ok(checked) => {
@@ -133,6 +165,7 @@ impl Plugin {
             },
             Err(failure) => failure,
         };
+        budget.spent += started.elapsed();
 
         if records.len() == 1 {
             tracing::warn!(
@@ -151,11 +184,19 @@ impl Plugin {
             plugin = %self.identity.name,
             records = records.len(),
             kind = failure.kind.as_str(),
+            error = %failure.reason,
             "plugin failed on batch, splitting it"
         );
         let (left, right) = records.split_at(records.len() / 2);
-        self.enrich_into(left, outcomes);
-        self.enrich_into(right, outcomes);
+        for half in [left, right] {
+            if budget.is_spent() {
+                budget.untried += half.len();
+                let untried = budget.untried_failure(&failure);
+                outcomes.extend(half.iter().map(|_| EnrichOutcome::Failed(untried.clone())));
+            } else {
+                self.enrich_into(half, budget, outcomes);
+            }
+        }
     }
 
     /// Calls `enrich-batch` on the live instance, creating one first if the
@@ -171,6 +212,10 @@ impl Plugin {
             .live
             .as_mut()
             .expect("instantiate() sets the live instance or returns an error");
+        // Drop what an earlier, successful call left behind, so that a
+        // failure reports only its own call.
+        live.store.data().take_memory_limit_hit();
+        live.store.data().take_stderr();
         live.store.set_epoch_deadline(self.limits.deadline_ticks());
         let result = live
             .bindings
@@ -179,10 +224,17 @@ impl Plugin {
         match result {
             Ok(outcomes) => Ok(outcomes),
             Err(error) => {
-                let memory_limit_hit = live.store.data().take_memory_limit_hit();
+                tracing::debug!(plugin = %self.identity.name, error = ?error, "plugin call failed");
+                let state = live.store.data();
+                let failure = classify_call_error(
+                    &error,
+                    state.take_memory_limit_hit(),
+                    &state.take_stderr(),
+                    &self.limits,
+                );
                 // A trapped instance refuses every later call.
                 self.live = None;
-                Err(classify_trap(&error, memory_limit_hit, &self.limits))
+                Err(failure)
             }
         }
     }
@@ -263,37 +315,6 @@ fn compatible_versions(plugin: &str, host: &str) -> bool {
     matches!((key(plugin), key(host)), (Some(a), Some(b)) if a == b)
 }
 
-/// Turns the error of a failed call into a failure for the dead letter.
-fn classify_trap(
-    error: &wasmtime::Error,
-    memory_limit_hit: bool,
-    limits: &SandboxLimits,
-) -> Failure {
-    let trap = error.downcast_ref::<Trap>().copied();
-    if trap == Some(Trap::Interrupt) {
-        return Failure {
-            kind: FailureKind::Timeout,
-            reason: format!(
-                "plugin call exceeded the CPU deadline of {} ms",
-                limits.call_timeout.as_millis()
-            ),
-        };
-    }
-    if memory_limit_hit {
-        return Failure {
-            kind: FailureKind::MemoryLimit,
-            reason: format!(
-                "plugin exceeded the memory limit of {} bytes: {error:#}",
-                limits.memory_bytes
-            ),
-        };
-    }
-    Failure {
-        kind: FailureKind::Trap,
-        reason: format!("plugin trapped: {error:#}"),
-    }
-}
-
 /// Checks the outcome count and every emitted record of a batch.
 fn check_batch_output(expected: usize, batch: Vec<Outcome>) -> Result<Vec<EnrichOutcome>, Failure> {
     if batch.len() != expected {
@@ -315,7 +336,7 @@ fn check_outcome(outcome: Outcome) -> EnrichOutcome {
         Outcome::Reject(reason) => {
             return EnrichOutcome::Failed(Failure {
                 kind: FailureKind::Rejected,
-                reason,
+                reason: truncate_reason(reason),
             })
         }
         Outcome::Emit(records) => records,
@@ -344,6 +365,43 @@ fn check_json_object(text: &str) -> Result<(), String> {
         return Err("valid JSON but not an object".to_string());
     }
     Ok(())
+}
+
+/// Failed-call time that isolating the failing records of one batch may
+/// take; see [`ISOLATION_BUDGET_DEADLINES`].
+struct IsolationBudget {
+    limit: Duration,
+    spent: Duration,
+    /// Records dead-lettered without a call of their own.
+    untried: usize,
+}
+
+impl IsolationBudget {
+    fn new(limits: &SandboxLimits) -> Self {
+        Self {
+            limit: limits.call_timeout * ISOLATION_BUDGET_DEADLINES,
+            spent: Duration::ZERO,
+            untried: 0,
+        }
+    }
+
+    fn is_spent(&self) -> bool {
+        self.spent >= self.limit
+    }
+
+    /// Builds the failure of a record that was in `batch_failure`'s batch
+    /// but was not tried on its own.
+    fn untried_failure(&self, batch_failure: &Failure) -> Failure {
+        Failure {
+            kind: batch_failure.kind,
+            reason: format!(
+                "not tried on its own: failed plugin calls on its batch took {} ms, \
+                 the isolation budget; the smallest failed batch that held it: {}",
+                self.spent.as_millis(),
+                batch_failure.reason
+            ),
+        }
+    }
 }
 
 fn hex(bytes: &[u8]) -> String {

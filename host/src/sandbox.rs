@@ -3,14 +3,21 @@
 //! One engine serves every plugin. Each instance gets its own store with a
 //! memory cap, a CPU deadline per call (epoch interruption) and a WASI
 //! context with no files, environment, network or arguments. Its clocks are
-//! frozen at the Unix epoch and its stdout and stderr are discarded.
+//! frozen at the Unix epoch, its stdout is discarded, and the last
+//! [`MAX_STDERR_TAIL_BYTES`] of its stderr are kept so that a failure
+//! report can show why the plugin trapped.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use anyhow::Context;
+use tokio::io::AsyncWrite;
 use wasmtime::{Config, Engine, ResourceLimiter, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 /// How often the epoch advances. A deadline is rounded up to whole ticks, so
@@ -28,6 +35,10 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
 /// Max WASM stack of a plugin call; wasmtime's own default, set explicitly so
 /// that it cannot change under us with a wasmtime upgrade.
 pub const MAX_WASM_STACK: usize = 512 << 10;
+
+/// Bytes of a plugin's stderr kept per call: enough for a Rust panic
+/// message with its location, small enough for a Kafka header.
+pub const MAX_STDERR_TAIL_BYTES: usize = 4 << 10;
 
 /// Resource limits of every plugin instance.
 #[derive(Clone, Copy, Debug)]
@@ -86,13 +97,16 @@ pub struct PluginState {
     wasi: WasiCtx,
     table: ResourceTable,
     limiter: TrackingLimiter,
+    stderr: StderrTail,
 }
 
 impl PluginState {
     /// Builds the locked-down state of a new instance.
     pub(crate) fn new(limits: &SandboxLimits) -> Self {
+        let stderr = StderrTail::default();
         let mut wasi = WasiCtx::builder();
-        wasi.allow_tcp(false)
+        wasi.stderr(stderr.clone())
+            .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .wall_clock(FrozenClock)
@@ -109,6 +123,7 @@ impl PluginState {
                     .build(),
                 memory_limit_hit: Arc::new(AtomicBool::new(false)),
             },
+            stderr,
         }
     }
 
@@ -120,6 +135,12 @@ impl PluginState {
     /// Tells whether a memory growth was denied since the last call to this.
     pub(crate) fn take_memory_limit_hit(&self) -> bool {
         self.limiter.memory_limit_hit.swap(false, Ordering::Relaxed)
+    }
+
+    /// Removes and returns what the plugin wrote to stderr since the last
+    /// call to this, at most the last [`MAX_STDERR_TAIL_BYTES`].
+    pub(crate) fn take_stderr(&self) -> Vec<u8> {
+        self.stderr.take()
     }
 }
 
@@ -175,6 +196,75 @@ impl ResourceLimiter for TrackingLimiter {
     }
 }
 
+/// The plugin's stderr: keeps the last [`MAX_STDERR_TAIL_BYTES`] and drops
+/// older bytes. Every write succeeds, so a plugin that logs a lot never
+/// fails because of it.
+#[derive(Clone, Default)]
+struct StderrTail {
+    bytes: Arc<Mutex<VecDeque<u8>>>,
+}
+
+impl StderrTail {
+    fn push(&self, data: &[u8]) {
+        let Ok(mut bytes) = self.bytes.lock() else {
+            return;
+        };
+        let data = &data[data.len().saturating_sub(MAX_STDERR_TAIL_BYTES)..];
+        let overflow = (bytes.len() + data.len()).saturating_sub(MAX_STDERR_TAIL_BYTES);
+        bytes.drain(..overflow);
+        bytes.extend(data);
+    }
+
+    fn take(&self) -> Vec<u8> {
+        self.bytes
+            .lock()
+            .map(|mut bytes| bytes.drain(..).collect())
+            .unwrap_or_default()
+    }
+}
+
+impl IsTerminal for StderrTail {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+// wasmtime-wasi 48 wraps this writer in a WASIp2 output stream whose
+// blocking write-and-flush returns only after the bytes reached
+// `poll_write`, so output written that way before a trap is in the tail.
+// A Rust panic message arrives (tests/tests/sandbox.rs checks it).
+// NOTE: bytes written without a flush just before a trap can be missing.
+impl StdoutStream for StderrTail {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(self.clone())
+    }
+}
+
+impl AsyncWrite for StderrTail {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.push(data);
+        Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
 /// A wall and monotonic clock that always reads zero, so that plugins are
 /// deterministic and cannot time anything.
 struct FrozenClock;
@@ -210,6 +300,28 @@ mod tests {
             ..SandboxLimits::default()
         };
         assert_eq!(limits.deadline_ticks(), 3);
+    }
+
+    #[test]
+    fn stderr_tail_keeps_the_last_bytes() {
+        let tail = StderrTail::default();
+        tail.push(&[b'a'; MAX_STDERR_TAIL_BYTES]);
+        tail.push(b"end");
+        let kept = tail.take();
+        assert_eq!(kept.len(), MAX_STDERR_TAIL_BYTES);
+        assert!(kept.ends_with(b"aend"), "{:?}", &kept[kept.len() - 8..]);
+        assert!(tail.take().is_empty(), "take empties the tail");
+    }
+
+    #[test]
+    fn stderr_tail_keeps_end_of_large_write() {
+        let tail = StderrTail::default();
+        let mut data = vec![b'x'; 3 * MAX_STDERR_TAIL_BYTES];
+        data.extend_from_slice(b"last");
+        tail.push(&data);
+        let kept = tail.take();
+        assert_eq!(kept.len(), MAX_STDERR_TAIL_BYTES);
+        assert!(kept.ends_with(b"xlast"));
     }
 
     #[test]
