@@ -6,6 +6,9 @@
 pub const PLUGIN_NAME: &str = "weblog.plugin.name";
 /// Version of that plugin.
 pub const PLUGIN_VERSION: &str = "weblog.plugin.version";
+/// SHA-256 of that plugin's component file, in lowercase hex. Unlike name
+/// and version, which the plugin reports itself, it differs between builds.
+pub const PLUGIN_DIGEST: &str = "weblog.plugin.digest";
 /// Topic of the input record.
 pub const SOURCE_TOPIC: &str = "weblog.source.topic";
 /// Partition of the input record, in decimal.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::ClientConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weblog_common::{KafkaArgs, LoggingContext};
@@ -68,9 +69,9 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         config.limits,
     )?;
 
-    let producer: FutureProducer<LoggingContext> = config
-        .kafka
-        .producer_config()?
+    let producer_config = config.kafka.producer_config()?;
+    let message_max_bytes = message_max_bytes(&producer_config)?;
+    let producer: FutureProducer<LoggingContext> = producer_config
         .create_with_context(LoggingContext::default())
         .with_context(|| {
             format!(
@@ -100,7 +101,12 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     let counts = Arc::new(PipelineCounts::default());
     let (pending, pending_rx) = mpsc::channel::<PendingBatch>(config.max_in_flight_batches);
     let committer = tokio::spawn(commit::commit_in_order(consumer.clone(), pending_rx));
-    let output = produce::Output::new(producer.clone(), &config, plugin.identity());
+    let output = produce::Output::new(
+        producer.clone(),
+        &config,
+        plugin.identity(),
+        message_max_bytes,
+    );
     let started = Instant::now();
 
     let loop_result = async {
@@ -134,6 +140,17 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         "stopped"
     );
     Ok(())
+}
+
+/// Returns the producer's `message.max.bytes`: the value set with
+/// `--kafka-option`, or librdkafka's default.
+fn message_max_bytes(producer_config: &ClientConfig) -> anyhow::Result<usize> {
+    let Some(value) = producer_config.get("message.max.bytes") else {
+        return Ok(produce::DEFAULT_MESSAGE_MAX_BYTES);
+    };
+    value
+        .parse()
+        .with_context(|| format!("invalid --kafka-option message.max.bytes={value}"))
 }
 
 /// Fails with a message naming the topic when it does not exist, instead of

@@ -1,14 +1,17 @@
 //! Producing enriched records and dead letters.
 //!
 //! Enriched records keep the input's key and carry headers naming the
-//! plugin and the source record. Dead letters keep the input's key and
-//! original bytes, and carry the failure kind and reason, the plugin and the
-//! source coordinates in headers.
+//! plugin (name, version and component digest) and the source record. Dead
+//! letters keep the input's key and original bytes, and carry the failure
+//! kind and reason, the plugin and the source coordinates in headers. An
+//! input whose enriched record would not fit in the producer's
+//! `message.max.bytes` is dead-lettered as invalid output instead, before
+//! any of its records is produced.
 
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use super::commit::{PendingBatch, PipelineCounts};
@@ -16,12 +19,25 @@ use super::consume::ConsumedBatch;
 use super::PipelineConfig;
 use crate::bindings::InputRecord;
 use crate::headers;
-use crate::outcome::{EnrichOutcome, Failure};
+use crate::outcome::{EnrichOutcome, Failure, FailureKind};
 use crate::plugin::PluginIdentity;
 use weblog_common::LoggingContext;
 
 /// Pause before retrying a record that met a full local producer queue.
 const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
+
+/// librdkafka's default `message.max.bytes` (librdkafka 2.12): the max size
+/// of one record with its key and headers that the producer accepts.
+pub(super) const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
+
+/// Bytes added to a record's key, value and header bytes when estimating
+/// its size against `message.max.bytes`. librdkafka 2.12 counts at most 31
+/// bytes of per-record overhead and a few varint bytes per header, so this
+/// errs on the large side.
+const RECORD_OVERHEAD_BYTES: usize = 64;
+
+/// Bytes added per header in the same estimate.
+const HEADER_OVERHEAD_BYTES: usize = 10;
 
 /// Producer and topics for enriched records and dead letters.
 pub(super) struct Output {
@@ -30,6 +46,9 @@ pub(super) struct Output {
     dlq_topic: String,
     plugin_name: String,
     plugin_version: String,
+    plugin_digest: String,
+    /// The producer's `message.max.bytes`.
+    message_max_bytes: usize,
 }
 
 impl Output {
@@ -37,13 +56,16 @@ impl Output {
         producer: FutureProducer<LoggingContext>,
         config: &PipelineConfig,
         plugin: &PluginIdentity,
+        message_max_bytes: usize,
     ) -> Self {
         Self {
+            message_max_bytes,
             producer,
             output_topic: config.output_topic.clone(),
             dlq_topic: config.dlq_topic.clone(),
             plugin_name: plugin.name.clone(),
             plugin_version: plugin.version.clone(),
+            plugin_digest: plugin.digest.clone(),
         }
     }
 
@@ -63,6 +85,10 @@ impl Output {
         );
         let mut deliveries = Vec::with_capacity(batch.records.len());
         for (input, outcome) in batch.records.iter().zip(outcomes) {
+            let outcome = match outcome {
+                EnrichOutcome::Enriched(records) => self.check_sizes(input, records),
+                failed => failed,
+            };
             match outcome {
                 EnrichOutcome::Enriched(records) => {
                     counts.add_enriched(records.len());
@@ -123,10 +149,50 @@ impl Output {
         }
     }
 
+    /// Turns `records` into a failure when one of them, with the input's
+    /// key and the output headers, would exceed `message.max.bytes`: the
+    /// producer would refuse it, and that error stops the host.
+    fn check_sizes(&self, input: &InputRecord, records: Vec<String>) -> EnrichOutcome {
+        let headers = self.source_headers(input);
+        let header_bytes: usize = headers
+            .iter()
+            .map(|header| {
+                header.key.len() + header.value.map_or(0, <[u8]>::len) + HEADER_OVERHEAD_BYTES
+            })
+            .sum();
+        let key_bytes = input.key.as_ref().map_or(0, Vec::len);
+        let fixed = RECORD_OVERHEAD_BYTES + key_bytes + header_bytes;
+        let too_large = records
+            .iter()
+            .enumerate()
+            .find(|(_, record)| fixed + record.len() > self.message_max_bytes);
+        let Some((index, record)) = too_large else {
+            return EnrichOutcome::Enriched(records);
+        };
+        tracing::warn!(
+            topic = %input.topic,
+            partition = input.partition,
+            offset = input.offset,
+            bytes = record.len(),
+            message_max_bytes = self.message_max_bytes,
+            "enriched record too large for the producer, dead-lettering its input"
+        );
+        EnrichOutcome::Failed(Failure {
+            kind: FailureKind::InvalidOutput,
+            reason: format!(
+                "plugin emitted a record at index {index} of {} bytes, which with its key \
+                 and headers is over the producer's message.max.bytes of {}",
+                record.len(),
+                self.message_max_bytes
+            ),
+        })
+    }
+
     fn source_headers(&self, input: &InputRecord) -> OwnedHeaders {
-        OwnedHeaders::new_with_capacity(5)
+        OwnedHeaders::new_with_capacity(6)
             .insert(header(headers::PLUGIN_NAME, &self.plugin_name))
             .insert(header(headers::PLUGIN_VERSION, &self.plugin_version))
+            .insert(header(headers::PLUGIN_DIGEST, &self.plugin_digest))
             .insert(header(headers::SOURCE_TOPIC, &input.topic))
             .insert(header(
                 headers::SOURCE_PARTITION,
