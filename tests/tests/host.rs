@@ -7,26 +7,16 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::util::kafka::{
-    bootstrap, committed_and_end, produce, unique_name, TestTopics, TopicReader,
+    committed_and_end, host_run_command, produce, unique_name, TestTopics, TopicReader,
 };
-use crate::util::{binary, default_plugin, ChildProcess};
+use crate::util::{default_plugin, ChildProcess};
 
 const GOOD_LINE: &[u8] =
     b"198.51.100.7 - alice [10/Oct/2000:13:55:36 -0700] \"GET /api/orders/42 HTTP/1.1\" 200 512 \"-\" \"curl/8.0\"";
 const BAD_LINE: &[u8] = b"\xff\xfe not an access log line";
 
 fn host_command(topics: &TestTopics, group: &str) -> Command {
-    let mut command = Command::new(binary("weblog-host"));
-    command
-        .arg("run")
-        .args(["--bootstrap-servers", &bootstrap()])
-        .args(["--input-topic", &topics.raw])
-        .args(["--output-topic", &topics.enriched])
-        .args(["--dlq-topic", &topics.dlq])
-        .args(["--group-id", group])
-        .arg("--plugin")
-        .arg(default_plugin());
-    command
+    host_run_command(topics, group, &default_plugin())
 }
 
 /// An enriched record keeps the input key and names its plugin and source.
@@ -54,6 +44,9 @@ fn outputs_keep_keys_and_headers() {
     assert_eq!(record.key.as_deref(), Some(&b"k-good"[..]));
     assert_eq!(record.header("weblog.plugin.name"), "access-log");
     assert!(!record.header("weblog.plugin.version").is_empty());
+    let digest = record.header("weblog.plugin.digest");
+    assert_eq!(digest.len(), 64, "SHA-256 in hex: {digest}");
+    assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{digest}");
     assert_eq!(record.header("weblog.source.topic"), topics.raw);
     assert_eq!(record.header("weblog.source.partition"), "0");
     assert_eq!(record.header("weblog.source.offset"), "0");
@@ -69,6 +62,7 @@ fn outputs_keep_keys_and_headers() {
     assert_eq!(letter.header("weblog.error.kind"), "rejected");
     assert!(!letter.header("weblog.error.reason").is_empty());
     assert_eq!(letter.header("weblog.source.offset"), "1");
+    assert_eq!(letter.header("weblog.plugin.digest"), digest);
 
     assert_eq!(
         committed_and_end(&group, &topics.raw),

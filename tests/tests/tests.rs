@@ -2,6 +2,8 @@
 //!
 //! - `enrich_file`: the host's `enrich-file` command with the default
 //!   plugin, no Kafka needed.
+//! - `sandbox`: the plugin sandbox against the misbehaving test plugins in
+//!   `fixtures/plugins`, through `enrich-file` and, with Kafka, `run`.
 //! - `shipper`, `sink`, `host`: each binary against a real Kafka broker.
 //! - `end_to_end`: the three real corpora through the whole pipeline.
 //!
@@ -16,6 +18,7 @@
 mod util;
 
 mod enrich_file;
+mod sandbox;
 
 #[cfg(feature = "kafka-tests")]
 mod end_to_end;

@@ -2,6 +2,8 @@
 //! reading or writing a topic directly.
 
 use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -48,15 +50,43 @@ impl TestTopics {
     }
 }
 
+/// Returns `weblog-host run` on `topics` in consumer group `group` with
+/// `plugin`; callers add plugin settings and limits.
+pub fn host_run_command(topics: &TestTopics, group: &str, plugin: &Path) -> Command {
+    let mut command = Command::new(super::binary("weblog-host"));
+    command
+        .arg("run")
+        .args(["--bootstrap-servers", &bootstrap()])
+        .args(["--input-topic", &topics.raw])
+        .args(["--output-topic", &topics.enriched])
+        .args(["--dlq-topic", &topics.dlq])
+        .args(["--group-id", group])
+        .arg("--plugin")
+        .arg(plugin);
+    command
+}
+
 /// Creates topics with the admin API and waits until they exist.
 pub fn create_topics(names: &[&str], partitions: i32) {
+    create_topics_with_config(names, partitions, &[]);
+}
+
+/// Creates topics with the admin API, each with the topic settings in
+/// `config` (for example `("max.message.bytes", "2000")`), and waits until
+/// they exist.
+pub fn create_topics_with_config(names: &[&str], partitions: i32, config: &[(&str, &str)]) {
     let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
         .create()
         .expect("create admin client");
     let new_topics: Vec<NewTopic<'_>> = names
         .iter()
-        .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(1)))
+        .map(|name| {
+            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+            config
+                .iter()
+                .fold(topic, |topic, (key, value)| topic.set(key, value))
+        })
         .collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

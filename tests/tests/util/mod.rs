@@ -1,5 +1,5 @@
 //! Helpers shared by the integration tests: paths of the binaries, the
-//! plugin and the real corpora, and child processes that are killed when a
+//! plugins and the real corpora, and child processes that are killed when a
 //! test fails.
 
 #![allow(dead_code)]
@@ -7,8 +7,10 @@
 #[cfg(feature = "kafka-tests")]
 pub mod kafka;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Root of the repository.
@@ -47,6 +49,49 @@ pub fn default_plugin() -> PathBuf {
     path
 }
 
+/// Path of a test plugin from `tests/fixtures/plugins`, by the file name
+/// of its component without `.wasm` (`weblog_test_hostile`).
+///
+/// The first call in a test run builds that workspace for wasm32-wasip2,
+/// which takes under a second when `make test-plugins` already built it.
+pub fn fixture_plugin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let workspace = repo_root().join("tests/fixtures/plugins");
+    let target_dir = workspace.join("target");
+    let built = BUILT.get_or_init(|| build_fixture_plugins(&workspace, &target_dir));
+    if let Err(error) = built {
+        panic!("{error}");
+    }
+    let path = target_dir
+        .join("wasm32-wasip2/release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "test plugin {path:?} not found after building {workspace:?}"
+    );
+    path
+}
+
+fn build_fixture_plugins(workspace: &Path, target_dir: &Path) -> Result<(), String> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(cargo)
+        .current_dir(workspace)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .arg("--target-dir")
+        .arg(target_dir)
+        .output()
+        .map_err(|error| format!("failed to run cargo in {workspace:?}: {error}"))?;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "failed to build the test plugins in {workspace:?} ({}); \
+         `make test-plugins` also adds the wasm32-wasip2 target:\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    ))
+}
+
 /// The real access-log corpora, by file name.
 pub const CORPORA: [&str; 3] = [
     "elastic-apache.log",
@@ -76,6 +121,50 @@ pub fn run(command: &mut Command) -> Output {
     command
         .output()
         .unwrap_or_else(|error| panic!("failed to run {command:?}: {error}"))
+}
+
+/// Runs a command to completion like [`run`], but kills it and panics
+/// when it takes longer than `limit`, so that a hang fails the test.
+pub fn run_bounded(command: &mut Command, limit: Duration) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|error| panic!("failed to start {command:?}: {error}"));
+    // Both pipes are drained on threads of their own, so that a child
+    // writing more than a pipe buffer does not block.
+    let stdout = drain(child.stdout.take().expect("stdout is piped"));
+    let stderr = drain(child.stderr.take().expect("stderr is piped"));
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll child") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = stderr.join().unwrap_or_default();
+            panic!(
+                "{command:?} did not finish within {limit:?}:\n{}",
+                String::from_utf8_lossy(&stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: stdout.join().expect("stdout reader"),
+        stderr: stderr.join().expect("stderr reader"),
+    }
+}
+
+fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = pipe.read_to_end(&mut bytes);
+        bytes
+    })
 }
 
 /// A child process that is killed on drop, so that a failing test does not
@@ -137,7 +226,6 @@ impl ChildProcess {
             if let Some(status) = child.try_wait().expect("poll child") {
                 let mut stdout = String::new();
                 if let Some(mut out) = child.stdout.take() {
-                    use std::io::Read;
                     let _ = out.read_to_string(&mut stdout);
                 }
                 return (status, stdout);
@@ -153,6 +241,22 @@ impl ChildProcess {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Sends SIGKILL, so the process gets no chance to clean up, and waits
+    /// for it to exit; returns the status.
+    pub fn kill_hard(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("process not yet waited for");
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-KILL", &pid]).status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "failed to send SIGKILL to {}",
+            self.name
+        );
+        child
+            .wait()
+            .unwrap_or_else(|error| panic!("failed to wait for {}: {error}", self.name))
     }
 }
 
