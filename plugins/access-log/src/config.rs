@@ -1,5 +1,6 @@
 //! The plugin's settings from the host's `init` config: the rules that name
-//! the `service` of each record from its request path.
+//! the `service` of each record from its request path, and the minimum
+//! length of a hex-like identifier in a `route` template.
 
 use std::fmt;
 
@@ -7,6 +8,65 @@ use std::fmt;
 pub const DEFAULT_KEY: &str = "service.default";
 /// Prefix of the config keys that map a path prefix to a service name.
 pub const ROUTE_KEY_PREFIX: &str = "service.route.";
+
+/// Config key of the minimum length of a hex-like route segment.
+pub const HEX_ID_MIN_LENGTH_KEY: &str = "route.hex_id_min_length";
+
+/// Hex-like segments shorter than this stay in a route template. Eight hex
+/// digits is a 32-bit value, and shorter hex words with a digit (`e2e`,
+/// `b2b`, `abc123`) are more often names than identifiers.
+pub const DEFAULT_HEX_ID_MIN_LENGTH: usize = 8;
+/// Accepted values of [`HEX_ID_MIN_LENGTH_KEY`]. Below 4, names such as
+/// `a1` or `e2e` would become `{id}`.
+pub const HEX_ID_MIN_LENGTH_RANGE: std::ops::RangeInclusive<usize> = 4..=64;
+
+/// Every setting of the plugin, as `init` validated it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    /// Rules that name the `service` of a record.
+    pub services: ServiceRules,
+    /// Minimum length of a hex-like segment that a route template replaces
+    /// with `{id}` (see [`crate::request::is_identifier`]).
+    pub hex_id_min_length: usize,
+}
+
+impl Default for PluginConfig {
+    fn default() -> Self {
+        Self {
+            services: ServiceRules::default(),
+            hex_id_min_length: DEFAULT_HEX_ID_MIN_LENGTH,
+        }
+    }
+}
+
+impl PluginConfig {
+    /// Builds the settings from the `init` config. Keys other than
+    /// [`HEX_ID_MIN_LENGTH_KEY`] go to [`ServiceRules::from_config`].
+    pub fn from_config(config: &[(String, String)]) -> Result<Self, ConfigError> {
+        let mut hex_id_min_length = None;
+        let mut service_config = Vec::with_capacity(config.len());
+        for (key, value) in config {
+            if key != HEX_ID_MIN_LENGTH_KEY {
+                service_config.push((key.clone(), value.clone()));
+                continue;
+            }
+            if hex_id_min_length.is_some() {
+                return Err(ConfigError::DuplicateKey(key.clone()));
+            }
+            let length = value
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .filter(|length| HEX_ID_MIN_LENGTH_RANGE.contains(length))
+                .ok_or_else(|| ConfigError::InvalidHexIdMinLength(value.clone()))?;
+            hex_id_min_length = Some(length);
+        }
+        Ok(Self {
+            services: ServiceRules::from_config(&service_config)?,
+            hex_id_min_length: hex_id_min_length.unwrap_or(DEFAULT_HEX_ID_MIN_LENGTH),
+        })
+    }
+}
 
 /// Service name used when the config does not set [`DEFAULT_KEY`].
 pub const BUILT_IN_DEFAULT: &str = "web";
@@ -40,7 +100,7 @@ impl ServiceRules {
         Self { default, routes }
     }
 
-    /// Builds the rules from the `init` config.
+    /// Builds the rules from the `init` config's service keys.
     ///
     /// `service.default` replaces the built-in default name. Any
     /// `service.route.<PATH-PREFIX>` key replaces all built-in routes, so a
@@ -114,9 +174,13 @@ pub enum ConfigError {
     EmptyPathPrefix(String),
     /// The key, or a route for the same prefix, appears twice.
     DuplicateKey(String),
+    /// The value of `route.hex_id_min_length` is not an integer in
+    /// [`HEX_ID_MIN_LENGTH_RANGE`].
+    InvalidHexIdMinLength(String),
 }
 
-const ACCEPTED_KEYS: &str = "accepted keys are `service.default` and `service.route.<path-prefix>`";
+const ACCEPTED_KEYS: &str = "accepted keys are `service.default`, `service.route.<path-prefix>` \
+                             and `route.hex_id_min_length`";
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,6 +195,13 @@ impl fmt::Display for ConfigError {
                  service for unmatched paths"
             ),
             Self::DuplicateKey(key) => write!(f, "config key `{key}` is set more than once"),
+            Self::InvalidHexIdMinLength(value) => write!(
+                f,
+                "invalid value `{value}` for config key `{HEX_ID_MIN_LENGTH_KEY}`: expected an \
+                 integer from {} to {}",
+                HEX_ID_MIN_LENGTH_RANGE.start(),
+                HEX_ID_MIN_LENGTH_RANGE.end()
+            ),
         }
     }
 }
@@ -140,6 +211,7 @@ impl std::error::Error for ConfigError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::request::is_identifier;
 
     fn config(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
@@ -201,8 +273,8 @@ mod tests {
         assert_eq!(error, ConfigError::UnknownKey("service.defualt".to_owned()));
         assert_eq!(
             error.to_string(),
-            "unknown config key `service.defualt`: accepted keys are `service.default` and \
-             `service.route.<path-prefix>`"
+            "unknown config key `service.defualt`: accepted keys are `service.default`, \
+             `service.route.<path-prefix>` and `route.hex_id_min_length`"
         );
     }
 
@@ -247,5 +319,52 @@ mod tests {
             ConfigError::DuplicateKey("service.default".to_owned()).to_string(),
             "config key `service.default` is set more than once"
         );
+    }
+
+    #[test]
+    fn hex_id_min_length_default_and_set() {
+        let settings = PluginConfig::from_config(&[]).expect("empty config is valid");
+        assert_eq!(settings, PluginConfig::default());
+        assert_eq!(settings.hex_id_min_length, 8);
+
+        let settings = PluginConfig::from_config(&config(&[
+            ("route.hex_id_min_length", "12"),
+            ("service.default", "site"),
+        ]))
+        .expect("valid config");
+        assert_eq!(settings.hex_id_min_length, 12);
+        assert_eq!(settings.services.service_for(None), "site");
+        assert!(!is_identifier("a1b2c3d4e5f", settings.hex_id_min_length));
+        assert!(is_identifier("a1b2c3d4e5f6", settings.hex_id_min_length));
+    }
+
+    #[test]
+    fn rejects_invalid_hex_id_min_length() {
+        for value in ["", "3", "65", "eight", "-8", "8.0"] {
+            let error = PluginConfig::from_config(&config(&[("route.hex_id_min_length", value)]))
+                .expect_err("invalid length");
+            assert_eq!(error, ConfigError::InvalidHexIdMinLength(value.to_owned()));
+        }
+        assert_eq!(
+            ConfigError::InvalidHexIdMinLength("3".to_owned()).to_string(),
+            "invalid value `3` for config key `route.hex_id_min_length`: expected an integer \
+             from 4 to 64"
+        );
+        let error = PluginConfig::from_config(&config(&[
+            ("route.hex_id_min_length", "8"),
+            ("route.hex_id_min_length", "9"),
+        ]))
+        .expect_err("duplicate key");
+        assert_eq!(
+            error,
+            ConfigError::DuplicateKey("route.hex_id_min_length".to_owned())
+        );
+    }
+
+    #[test]
+    fn plugin_config_passes_service_errors() {
+        let error =
+            PluginConfig::from_config(&config(&[("route.other", "x")])).expect_err("unknown key");
+        assert_eq!(error, ConfigError::UnknownKey("route.other".to_owned()));
     }
 }

@@ -1,17 +1,30 @@
 //! weblog's default enrichment plugin: parses Common and Combined Log Format
-//! lines into JSON records and names the service behind each request.
+//! lines into JSON records and enriches them with the service, route,
+//! status, client and user-agent classes of each request.
 //!
 //! This file only adapts the `weblog:enrich` WIT world to the plain
 //! functions in [`config`] and [`output`], which the tests call natively.
+//!
+//! Layout:
+//! - [`parse`]: the line scanner, its record and its rejection reasons.
+//! - [`client`], [`request`], [`timestamp`]: the fields that need more
+//!   than a split, and what is derived from them.
+//! - [`user_agent`]: the `user_agent_class` heuristic.
+//! - [`output`] and [`json`]: the enriched record as JSON text.
+//! - [`config`]: the `init` settings.
 
 use std::cell::RefCell;
 
+pub mod client;
 pub mod config;
+pub mod json;
 pub mod output;
 pub mod parse;
+pub mod request;
 pub mod timestamp;
+pub mod user_agent;
 
-use config::ServiceRules;
+use config::PluginConfig;
 
 #[allow(unsafe_code)] // The generated canonical ABI glue uses `unsafe`.
 mod bindings {
@@ -21,8 +34,8 @@ mod bindings {
 use bindings::exports::weblog::enrich::plugin::{Guest, InputRecord, Outcome, PluginInfo};
 
 thread_local! {
-    /// Rules set by `init`, or the built-in ones before `init` is called.
-    static SERVICE_RULES: RefCell<ServiceRules> = RefCell::new(ServiceRules::default());
+    /// Settings from `init`, or the built-in ones before `init` is called.
+    static CONFIG: RefCell<PluginConfig> = RefCell::new(PluginConfig::default());
 }
 
 struct AccessLogPlugin;
@@ -36,16 +49,16 @@ impl Guest for AccessLogPlugin {
     }
 
     fn init(config: Vec<(String, String)>) -> Result<(), String> {
-        let rules = ServiceRules::from_config(&config).map_err(|error| error.to_string())?;
-        SERVICE_RULES.with(|current| *current.borrow_mut() = rules);
+        let config = PluginConfig::from_config(&config).map_err(|error| error.to_string())?;
+        CONFIG.with(|current| *current.borrow_mut() = config);
         Ok(())
     }
 
     fn enrich_batch(records: Vec<InputRecord>) -> Vec<Outcome> {
-        SERVICE_RULES.with_borrow(|rules| {
+        CONFIG.with_borrow(|config| {
             records
                 .iter()
-                .map(|record| match output::enrich_line(&record.value, rules) {
+                .map(|record| match output::enrich_line(&record.value, config) {
                     Ok(json) => Outcome::Emit(vec![json]),
                     Err(rejection) => Outcome::Reject(rejection.to_string()),
                 })

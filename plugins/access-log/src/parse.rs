@@ -1,46 +1,40 @@
 //! Parsing of one Common or Combined Log Format line into an [`AccessRecord`],
 //! and the [`Rejection`] reasons for lines that cannot be parsed.
 //!
-//! The layout is Apache's `%h %l %u %t "%r" %>s %b`, optionally followed by
+//! The layout is Apache's `%h %l %u %t "%r" %>s %b`, optionally preceded by
+//! a virtual host (`%v` or `%v:%p`) and optionally followed by
 //! `"%{Referer}i" "%{User-Agent}i"` and by further fields, which are kept
-//! unparsed in `extra`. Fields may be separated by any run of spaces and tabs.
+//! unparsed in `extra`. Fields may be separated by any run of spaces and
+//! tabs. The parser is a single forward scan that borrows every field from
+//! the line and allocates nothing, except for the text of a rejection.
 
 use std::fmt;
-use std::net::IpAddr;
-use std::sync::OnceLock;
 
-use regex::Regex;
-use serde::Serialize;
-
-use crate::timestamp;
+use crate::client::{self, Client};
+use crate::request::{split_request, RequestParts};
+use crate::timestamp::{self, Timestamp};
 
 /// The fields of one access-log line, borrowed from the line.
 ///
-/// `None` in a field that is always serialized becomes JSON `null`. The
-/// fields marked "only when" are left out of the JSON object when `None`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// `None` in a field that is always written becomes JSON `null`. The fields
+/// marked "only when" are left out of the JSON object when `None`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessRecord<'a> {
-    /// Client field when it is an IPv4 or IPv6 literal, as logged.
-    pub ip: Option<&'a str>,
-    /// Client field when it is not an IP literal (a DNS name), only then.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host: Option<&'a str>,
+    /// Client address: an IP literal, a host name or a forwarded-for chain.
+    pub client: Client<'a>,
+    /// Virtual host and port (`%v` or `%v:%p`) that precede the client,
+    /// only when the line has one.
+    pub vhost: Option<&'a str>,
     /// Identity from identd (`%l`), or `None` for `-`.
     pub ident: Option<&'a str>,
     /// Authenticated user (`%u`), unquoted if the server quoted it, or `None`
     /// for `-`.
     pub user: Option<&'a str>,
-    /// RFC 3339 time in the logged offset, for example
-    /// `2013-08-16T15:45:34+05:45`.
-    pub timestamp: String,
-    /// First word of the request line.
-    pub method: Option<&'a str>,
-    /// Request target: everything between the method and the protocol,
-    /// spaces included.
-    pub path: Option<&'a str>,
-    /// Last word of the request line when it has the form
-    /// `HTTP/<digits>[.<digits>]`.
-    pub protocol: Option<&'a str>,
+    /// Request time with its logged offset.
+    pub timestamp: Timestamp<'a>,
+    /// Method, target and protocol of the request line, or the whole line
+    /// when it cannot be split.
+    pub request: RequestParts<'a>,
     /// Final HTTP status (`%>s`).
     pub status: u16,
     /// Response size in bytes (`%b`), or `None` for `-`.
@@ -49,12 +43,7 @@ pub struct AccessRecord<'a> {
     pub referer: Option<&'a str>,
     /// `User-Agent` header, or `None` for `-` and in a Common Log Format line.
     pub user_agent: Option<&'a str>,
-    /// Whole request line, only when it cannot be split into method, target
-    /// and protocol. `Some(None)` is a request line of `-`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub request: Option<Option<&'a str>>,
     /// Everything after the last standard field, trimmed, only when present.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub extra: Option<&'a str>,
 }
 
@@ -85,11 +74,9 @@ pub enum Rejection {
     InvalidStatus(String),
     /// The bytes field, as logged, is neither an integer nor `-`.
     InvalidBytes(String),
-    /// The parsed record could not be serialized as JSON.
-    Serialization(String),
 }
 
-/// Longest logged value quoted in a rejection reason, in characters.
+/// Max characters of a logged value quoted in a rejection reason.
 const MAX_QUOTED_VALUE_CHARS: usize = 64;
 
 impl fmt::Display for Rejection {
@@ -130,9 +117,6 @@ impl fmt::Display for Rejection {
                 "invalid bytes `{}`: expected an integer or `-`",
                 shorten(logged)
             ),
-            Self::Serialization(error) => {
-                write!(f, "failed to serialize the record as JSON: {error}")
-            }
         }
     }
 }
@@ -148,21 +132,7 @@ fn shorten(value: &str) -> String {
     }
 }
 
-fn method_regex() -> &'static Regex {
-    static REGEX: OnceLock<Regex> = OnceLock::new();
-    REGEX.get_or_init(|| {
-        Regex::new(r"^[A-Z][A-Z0-9_-]*$").expect("the method pattern is a valid regex")
-    })
-}
-
-fn protocol_regex() -> &'static Regex {
-    static REGEX: OnceLock<Regex> = OnceLock::new();
-    REGEX.get_or_init(|| {
-        Regex::new(r"^HTTP/[0-9]+(?:\.[0-9]+)?$").expect("the protocol pattern is a valid regex")
-    })
-}
-
-fn is_blank(byte: u8) -> bool {
+pub(crate) fn is_blank(byte: u8) -> bool {
     byte == b' ' || byte == b'\t'
 }
 
@@ -178,13 +148,10 @@ pub fn parse_line(line: &str) -> Result<AccessRecord<'_>, Rejection> {
     }
     let mut cursor = Cursor { line, position: 0 };
 
-    let client = cursor.token().ok_or(Rejection::EmptyLine)?;
+    let (vhost, client) = cursor.vhost_and_client()?;
     let ident = cursor.token().ok_or(Rejection::MissingField("ident"))?;
-    // NOTE: a virtual-host field before the client (`%v:%p %h ...`) or an
-    // X-Forwarded-For chain as the client field is not recognized yet. Such
-    // a line is accepted with its fields shifted, for example user `- -`.
     let user = cursor.user()?;
-    let timestamp = timestamp::to_rfc3339(cursor.bracketed()?)?;
+    let timestamp = timestamp::parse(cursor.bracketed()?)?;
 
     let request_line = cursor.quoted("request line")?;
     let status = parse_status(cursor.token().ok_or(Rejection::MissingField("status"))?)?;
@@ -197,102 +164,59 @@ pub fn parse_line(line: &str) -> Result<AccessRecord<'_>, Rejection> {
     if cursor.next_is_quote() {
         referer = dash_to_none(cursor.quoted("referer")?);
         if cursor.next_is_quote() {
-            user_agent = dash_to_none(cursor.quoted("user agent")?);
+            user_agent = dash_to_none(cursor.user_agent()?);
         }
     }
     let extra = cursor.extra()?;
 
-    let (ip, host) = match client.parse::<IpAddr>() {
-        Ok(_) => (Some(client), None),
-        Err(_) => (None, Some(client)),
-    };
-    let request = split_request(request_line);
-
     Ok(AccessRecord {
-        ip,
-        host,
+        client: Client::from_field(client),
+        vhost,
         ident: dash_to_none(ident),
         user,
         timestamp,
-        method: request.method,
-        path: request.path,
-        protocol: request.protocol,
+        request: split_request(request_line),
         status,
         bytes,
         referer,
         user_agent,
-        request: request.unsplit,
         extra,
     })
 }
 
-fn dash_to_none(value: &str) -> Option<&str> {
+pub(crate) fn dash_to_none(value: &str) -> Option<&str> {
     (value != "-").then_some(value)
 }
 
 fn parse_status(logged: &str) -> Result<u16, Rejection> {
-    if logged.len() != 3 || !logged.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(Rejection::InvalidStatus(logged.to_owned()));
+    match logged.as_bytes() {
+        [hundreds @ b'0'..=b'9', tens @ b'0'..=b'9', units @ b'0'..=b'9'] => {
+            Ok(u16::from(hundreds - b'0') * 100
+                + u16::from(tens - b'0') * 10
+                + u16::from(units - b'0'))
+        }
+        _ => Err(Rejection::InvalidStatus(logged.to_owned())),
     }
-    logged
-        .parse()
-        .map_err(|_| Rejection::InvalidStatus(logged.to_owned()))
 }
 
 fn parse_bytes(logged: &str) -> Result<Option<u64>, Rejection> {
     if logged == "-" {
         return Ok(None);
     }
-    // `u64::from_str` accepts a leading `+`, which `%b` never writes.
-    if !logged.bytes().all(|byte| byte.is_ascii_digit()) {
-        return Err(Rejection::InvalidBytes(logged.to_owned()));
-    }
-    logged
-        .parse()
-        .map(Some)
-        .map_err(|_| Rejection::InvalidBytes(logged.to_owned()))
-}
-
-/// The request line split into its parts, or kept whole in `unsplit`.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct RequestParts<'a> {
-    method: Option<&'a str>,
-    path: Option<&'a str>,
-    protocol: Option<&'a str>,
-    unsplit: Option<Option<&'a str>>,
-}
-
-/// Splits `METHOD target [protocol]` into words separated by spaces or tabs.
-/// The target is everything between the method and the protocol, so it may
-/// contain spaces, but the blanks that separate it from the other words are
-/// not part of it. A line without a target, or whose first word is not an
-/// upper-case token (TLS bytes, a single word, `-`), is kept whole.
-fn split_request(logged: &str) -> RequestParts<'_> {
-    let unsplit = || RequestParts {
-        unsplit: Some(dash_to_none(logged)),
-        ..RequestParts::default()
-    };
-    let Some((method, after_method)) = logged.split_once([' ', '\t']) else {
-        return unsplit();
-    };
-    let target_and_protocol = after_method.trim_matches([' ', '\t']);
-    if !method_regex().is_match(method) || target_and_protocol.is_empty() {
-        return unsplit();
-    }
-
-    let (path, protocol) = match target_and_protocol.rsplit_once([' ', '\t']) {
-        Some((path, protocol)) if protocol_regex().is_match(protocol) => {
-            (path.trim_end_matches([' ', '\t']), Some(protocol))
+    let invalid = || Rejection::InvalidBytes(logged.to_owned());
+    // Only ASCII digits: `%b` never writes a sign, and `u64::from_str`
+    // would accept a leading `+`.
+    let mut value: u64 = 0;
+    for byte in logged.bytes() {
+        if !byte.is_ascii_digit() {
+            return Err(invalid());
         }
-        None if protocol_regex().is_match(target_and_protocol) => return unsplit(),
-        _ => (target_and_protocol, None),
-    };
-    RequestParts {
-        method: Some(method),
-        path: Some(path),
-        protocol,
-        unsplit: None,
+        value = value
+            .checked_mul(10)
+            .and_then(|value| value.checked_add(u64::from(byte - b'0')))
+            .ok_or_else(invalid)?;
     }
+    Ok(Some(value))
 }
 
 /// A position in a line that has been trimmed of surrounding whitespace.
@@ -326,16 +250,79 @@ impl<'a> Cursor<'a> {
         (length > 0).then(|| &rest[..length])
     }
 
+    /// Returns the next client field: one token, or a forwarded-for chain
+    /// written with blanks after its commas (`a, b, c`), as logged.
+    ///
+    /// A token that ends in `,` continues with the next token only when that
+    /// one is an address or host name, so that the ident `-` never joins.
+    fn client_field(&mut self) -> Option<&'a str> {
+        self.skip_blanks();
+        let start = self.position;
+        let mut token = self.token()?;
+        let mut end = self.position;
+        while token.ends_with(',') {
+            let before_next = self.position;
+            match self.token() {
+                Some(next) if client::is_chain_entry(next.trim_end_matches(',')) => {
+                    token = next;
+                    end = self.position;
+                }
+                _ => {
+                    self.position = before_next;
+                    break;
+                }
+            }
+        }
+        Some(&self.line[start..end])
+    }
+
+    /// Returns the virtual host, if the line starts with one, and the
+    /// client field.
+    ///
+    /// The first field is taken as `%v` or `%v:%p` only when all of these
+    /// hold, because otherwise it is the client of a plain line:
+    /// - it is one server name (a host name or IP literal) with an optional
+    ///   `:port`;
+    /// - the second field is a client address (IP literal, forwarded-for
+    ///   chain or host name);
+    /// - an ident and a user field follow before the timestamp;
+    /// - the first field has a port, or the ident is `-`.
+    fn vhost_and_client(&mut self) -> Result<(Option<&'a str>, &'a str), Rejection> {
+        let first = self.client_field().ok_or(Rejection::EmptyLine)?;
+        let after_first = self.position;
+
+        // Most lines have the ident `-` here, which is no client, so the
+        // cheap test goes first.
+        let second = self
+            .client_field()
+            .filter(|second| *second != "-" && client::is_client_field(second));
+        let has_port = second.and_then(|_| client::server_name_port(first));
+        if let (Some(second), Some(has_port)) = (second, has_port) {
+            let after_second = self.position;
+            let ident_fits = self.token().is_some_and(|ident| has_port || ident == "-");
+            if ident_fits && self.user_follows() {
+                self.position = after_second;
+                return Ok((Some(first), second));
+            }
+        }
+        self.position = after_first;
+        Ok((None, first))
+    }
+
+    /// Returns whether a user field comes next: text other than the `[`
+    /// that opens the timestamp, followed by a blank and a `[`.
+    fn user_follows(&mut self) -> bool {
+        self.skip_blanks();
+        let rest = self.rest().as_bytes();
+        !rest.starts_with(b"[") && find_timestamp_opening(rest).is_some()
+    }
+
     /// Returns the user field: all text before the blank and `[` that open
     /// the timestamp, so it may contain spaces. A value the server wrapped in
     /// quotes is unquoted, and `-` becomes `None`.
     fn user(&mut self) -> Result<Option<&'a str>, Rejection> {
         let rest = self.rest();
-        let opening = rest
-            .as_bytes()
-            .windows(2)
-            .position(|pair| is_blank(pair[0]) && pair[1] == b'[')
-            .ok_or(Rejection::MissingTimestamp)?;
+        let opening = find_timestamp_opening(rest.as_bytes()).ok_or(Rejection::MissingTimestamp)?;
         self.position += opening + 1;
 
         let user = rest[..opening].trim_matches([' ', '\t']);
@@ -356,7 +343,8 @@ impl<'a> Cursor<'a> {
     fn bracketed(&mut self) -> Result<&'a str, Rejection> {
         let rest = self.rest();
         let inner = rest.strip_prefix('[').ok_or(Rejection::MissingTimestamp)?;
-        let closing = inner.find(']').ok_or(Rejection::UnterminatedTimestamp)?;
+        let closing =
+            memchr::memchr(b']', inner.as_bytes()).ok_or(Rejection::UnterminatedTimestamp)?;
         self.position += 1 + closing + 1;
         Ok(&inner[..closing])
     }
@@ -380,16 +368,62 @@ impl<'a> Cursor<'a> {
         let bytes = rest.as_bytes();
         let mut index = 1;
         while index < bytes.len() {
-            match bytes[index] {
-                b'\\' => index += 2,
-                b'"' if bytes.get(index + 1).is_none_or(|next| is_blank(*next)) => {
-                    self.position += index + 1;
-                    return Ok(&rest[1..index]);
-                }
-                _ => index += 1,
+            let Some(found) = memchr::memchr2(b'"', b'\\', &bytes[index..]) else {
+                break;
+            };
+            index += found;
+            if bytes[index] == b'\\' {
+                index += 2;
+                continue;
             }
+            if bytes.get(index + 1).is_none_or(|next| is_blank(*next)) {
+                self.position += index + 1;
+                return Ok(&rest[1..index]);
+            }
+            index += 1;
         }
         Err(Rejection::UnterminatedQuote(field))
+    }
+
+    /// Returns the user agent field.
+    ///
+    /// It closes like any quoted field, unless what follows contains a
+    /// token with a `"` inside it. Then the user agent itself contained
+    /// unescaped quotes, and it runs to the last `"` on the line.
+    fn user_agent(&mut self) -> Result<&'a str, Rejection> {
+        self.skip_blanks();
+        let start = self.position;
+        let user_agent = self.quoted("user agent")?;
+        let after = self.position;
+        let rest_is_fields = self.scan_fields()?;
+        if rest_is_fields {
+            self.position = after;
+            return Ok(user_agent);
+        }
+
+        let from_quote = &self.line[start..];
+        let last_quote = memchr::memrchr(b'"', from_quote.as_bytes())
+            .expect("the user agent's closing quote is in this slice");
+        self.position = start + last_quote + 1;
+        Ok(&from_quote[1..last_quote])
+    }
+
+    /// Scans the rest of the line as blank-separated fields and returns
+    /// whether each is a closed quoted field or a token without `"`. A
+    /// quoted field that never closes means the line was cut short, so it is
+    /// rejected like any other unterminated field.
+    fn scan_fields(&mut self) -> Result<bool, Rejection> {
+        loop {
+            if self.next_is_quote() {
+                self.quoted("field after the user agent")?;
+                continue;
+            }
+            match self.token() {
+                None => return Ok(true),
+                Some(token) if token.contains('"') => return Ok(false),
+                Some(_) => {}
+            }
+        }
     }
 
     /// Returns the rest of the line, or `None` when nothing is left.
@@ -402,19 +436,16 @@ impl<'a> Cursor<'a> {
         if extra.is_empty() {
             return Ok(None);
         }
-        let mut fields = Cursor {
-            line: extra,
-            position: 0,
-        };
-        while !fields.rest().is_empty() {
-            if fields.next_is_quote() {
-                fields.quoted("field after the user agent")?;
-            } else {
-                fields.token();
-            }
-        }
+        self.scan_fields()?;
         Ok(Some(extra))
     }
+}
+
+/// Returns the index of the first blank that is followed by `[`.
+fn find_timestamp_opening(bytes: &[u8]) -> Option<usize> {
+    memchr::memchr_iter(b'[', bytes)
+        .find(|&index| index > 0 && is_blank(bytes[index - 1]))
+        .map(|index| index - 1)
 }
 
 #[cfg(test)]
@@ -426,6 +457,12 @@ mod tests {
             Ok(record) => record,
             Err(rejection) => panic!("line rejected ({rejection}): {line}"),
         }
+    }
+
+    fn rfc3339(record: &AccessRecord<'_>) -> String {
+        let mut text = String::new();
+        record.timestamp.write_rfc3339(&mut text);
+        text
     }
 
     fn reject(line: &str) -> Rejection {
@@ -444,25 +481,27 @@ mod tests {
             "maria-4i.ip.realtime.net - - [31/Aug/1995:04:10:56 -0400] \
              \"GET /icons/blank.xbm HTTP/1.0\" 200 509",
         );
+        assert_eq!(record.client.ip, None);
+        assert_eq!(record.client.host, Some("maria-4i.ip.realtime.net"));
+        assert_eq!(record.client.forwarded_for, None);
+        assert_eq!(record.vhost, None);
+        assert_eq!(record.ident, None);
+        assert_eq!(record.user, None);
+        assert_eq!(rfc3339(&record), "1995-08-31T04:10:56-04:00");
         assert_eq!(
-            record,
-            AccessRecord {
-                ip: None,
-                host: Some("maria-4i.ip.realtime.net"),
-                ident: None,
-                user: None,
-                timestamp: "1995-08-31T04:10:56-04:00".to_owned(),
+            record.request,
+            RequestParts {
                 method: Some("GET"),
                 path: Some("/icons/blank.xbm"),
                 protocol: Some("HTTP/1.0"),
-                status: 200,
-                bytes: Some(509),
-                referer: None,
-                user_agent: None,
-                request: None,
-                extra: None,
+                unsplit: None,
             }
         );
+        assert_eq!(record.status, 200);
+        assert_eq!(record.bytes, Some(509));
+        assert_eq!(record.referer, None);
+        assert_eq!(record.user_agent, None);
+        assert_eq!(record.extra, None);
     }
 
     #[test]
@@ -471,11 +510,11 @@ mod tests {
             "ad09-001.compuserve.com - - [04/Aug/1995:13:54:16 -0400] \
              \"GET /ksc.html\" 200 7034",
         );
-        assert_eq!(record.host, Some("ad09-001.compuserve.com"));
-        assert_eq!(record.method, Some("GET"));
-        assert_eq!(record.path, Some("/ksc.html"));
-        assert_eq!(record.protocol, None);
-        assert_eq!(record.request, None);
+        assert_eq!(record.client.host, Some("ad09-001.compuserve.com"));
+        assert_eq!(record.request.method, Some("GET"));
+        assert_eq!(record.request.path, Some("/ksc.html"));
+        assert_eq!(record.request.protocol, None);
+        assert_eq!(record.request.unsplit, None);
         assert_eq!(record.status, 200);
         assert_eq!(record.bytes, Some(7034));
     }
@@ -486,12 +525,12 @@ mod tests {
             "132.208.99.97 - - [16/Jul/1995:18:09:25 -0400] \
              \"GET /shuttle missions HTTP/1.0\" 302 -",
         );
-        assert_eq!(record.ip, Some("132.208.99.97"));
-        assert_eq!(record.host, None);
-        assert_eq!(record.timestamp, "1995-07-16T18:09:25-04:00");
-        assert_eq!(record.method, Some("GET"));
-        assert_eq!(record.path, Some("/shuttle missions"));
-        assert_eq!(record.protocol, Some("HTTP/1.0"));
+        assert_eq!(record.client.ip, Some("132.208.99.97"));
+        assert_eq!(record.client.host, None);
+        assert_eq!(rfc3339(&record), "1995-07-16T18:09:25-04:00");
+        assert_eq!(record.request.method, Some("GET"));
+        assert_eq!(record.request.path, Some("/shuttle missions"));
+        assert_eq!(record.request.protocol, Some("HTTP/1.0"));
         assert_eq!(record.status, 302);
         assert_eq!(record.bytes, None);
     }
@@ -502,13 +541,13 @@ mod tests {
             "zooropa.res.cmu.edu - - [30/Aug/1995:19:53:33 -0400] \
              \"GET /htbin/cdt_clock.pl HTTP/1.0From:  <berend@blazemonger.pc.cc.cmu.edu>\" 200 751",
         );
-        assert_eq!(record.method, Some("GET"));
+        assert_eq!(record.request.method, Some("GET"));
         assert_eq!(
-            record.path,
+            record.request.path,
             Some("/htbin/cdt_clock.pl HTTP/1.0From:  <berend@blazemonger.pc.cc.cmu.edu>")
         );
-        assert_eq!(record.protocol, None);
-        assert_eq!(record.request, None);
+        assert_eq!(record.request.protocol, None);
+        assert_eq!(record.request.unsplit, None);
     }
 
     #[test]
@@ -517,9 +556,9 @@ mod tests {
             "pl01266.ksc.nasa.gov - - [29/Aug/1995:07:39:48 -0400] \
              \"GET /elv/new01.gif> \" 404 -",
         );
-        assert_eq!(record.method, Some("GET"));
-        assert_eq!(record.path, Some("/elv/new01.gif>"));
-        assert_eq!(record.protocol, None);
+        assert_eq!(record.request.method, Some("GET"));
+        assert_eq!(record.request.path, Some("/elv/new01.gif>"));
+        assert_eq!(record.request.protocol, None);
         assert_eq!(record.status, 404);
         assert_eq!(record.bytes, None);
     }
@@ -530,9 +569,12 @@ mod tests {
             "ix-sac6-20.ix.netcom.com - - [08/Aug/1995:14:45:46 -0400] \
              \"GET /cgi-bin/imagemap/countdown69?293,287 HTTP/1.0 \" 302 85",
         );
-        assert_eq!(record.method, Some("GET"));
-        assert_eq!(record.path, Some("/cgi-bin/imagemap/countdown69?293,287"));
-        assert_eq!(record.protocol, Some("HTTP/1.0"));
+        assert_eq!(record.request.method, Some("GET"));
+        assert_eq!(
+            record.request.path,
+            Some("/cgi-bin/imagemap/countdown69?293,287")
+        );
+        assert_eq!(record.request.protocol, Some("HTTP/1.0"));
         assert_eq!(record.bytes, Some(85));
     }
 
@@ -540,9 +582,9 @@ mod tests {
     fn blanks_around_request_target() {
         let record =
             parse("192.0.2.1 - - [17/Feb/2023:02:50:10 -0500] \"GET  /a b \tHTTP/1.1\" 200 1");
-        assert_eq!(record.method, Some("GET"));
-        assert_eq!(record.path, Some("/a b"));
-        assert_eq!(record.protocol, Some("HTTP/1.1"));
+        assert_eq!(record.request.method, Some("GET"));
+        assert_eq!(record.request.path, Some("/a b"));
+        assert_eq!(record.request.protocol, Some("HTTP/1.1"));
     }
 
     // Real lines from a personal web server's log published with
@@ -556,28 +598,31 @@ mod tests {
              AppleWebKit/537.36 (KHTML, like Gecko) Dragon/36.1.1.21 Chrome/36.0.1985.97 \
              Safari/537.36\"",
         );
+        assert_eq!(record.client.ip, Some("2001:41d0:8:f69::1"));
+        assert_eq!(record.client.host, None);
+        assert_eq!(record.ident, None);
+        assert_eq!(record.user, None);
+        assert_eq!(rfc3339(&record), "2015-10-29T06:47:38+01:00");
         assert_eq!(
-            record,
-            AccessRecord {
-                ip: Some("2001:41d0:8:f69::1"),
-                host: None,
-                ident: None,
-                user: None,
-                timestamp: "2015-10-29T06:47:38+01:00".to_owned(),
+            record.request,
+            RequestParts {
                 method: Some("POST"),
                 path: Some("/join_form"),
                 protocol: Some("HTTP/1.1"),
-                status: 302,
-                bytes: Some(10170),
-                referer: Some("http://niels.basjes.nl/join_form"),
-                user_agent: Some(
-                    "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko) \
-                     Dragon/36.1.1.21 Chrome/36.0.1985.97 Safari/537.36"
-                ),
-                request: None,
-                extra: None,
+                unsplit: None,
             }
         );
+        assert_eq!(record.status, 302);
+        assert_eq!(record.bytes, Some(10170));
+        assert_eq!(record.referer, Some("http://niels.basjes.nl/join_form"));
+        assert_eq!(
+            record.user_agent,
+            Some(
+                "Mozilla/5.0 (Windows NT 6.1) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Dragon/36.1.1.21 Chrome/36.0.1985.97 Safari/537.36"
+            )
+        );
+        assert_eq!(record.extra, None);
     }
 
     // Real lines from the Apache sample log in elastic/examples
@@ -589,10 +634,10 @@ mod tests {
             "218.30.103.62 - - [17/May/2015:11:05:11 +0000] \"GET /robots.txt HTTP/1.1\" 200 - \
              \"-\" \"Sogou web spider/4.0(+http://www.sogou.com/docs/help/webmasters.htm#07)\"",
         );
-        assert_eq!(record.ip, Some("218.30.103.62"));
-        assert_eq!(record.timestamp, "2015-05-17T11:05:11+00:00");
-        assert_eq!(record.path, Some("/robots.txt"));
-        assert_eq!(record.protocol, Some("HTTP/1.1"));
+        assert_eq!(record.client.ip, Some("218.30.103.62"));
+        assert_eq!(rfc3339(&record), "2015-05-17T11:05:11+00:00");
+        assert_eq!(record.request.path, Some("/robots.txt"));
+        assert_eq!(record.request.protocol, Some("HTTP/1.1"));
         assert_eq!(record.status, 200);
         assert_eq!(record.bytes, None);
         assert_eq!(record.referer, None);
@@ -680,8 +725,8 @@ mod tests {
         let record = parse(
             "192.0.2.1 - - [30/Aug/2015:17:59:34 +1000] \"GET /favicon.ico HTTP/2\" 200 34066",
         );
-        assert_eq!(record.protocol, Some("HTTP/2"));
-        assert_eq!(record.timestamp, "2015-08-30T17:59:34+10:00");
+        assert_eq!(record.request.protocol, Some("HTTP/2"));
+        assert_eq!(rfc3339(&record), "2015-08-30T17:59:34+10:00");
     }
 
     #[test]
@@ -691,10 +736,10 @@ mod tests {
              \"GET /search?q=<script>alert(\\\"x\\\")</script> HTTP/1.1\" 404 209 \"-\" \"ExampleScanner/1.0\"",
         );
         assert_eq!(
-            record.path,
+            record.request.path,
             Some("/search?q=<script>alert(\\\"x\\\")</script>")
         );
-        assert_eq!(record.protocol, Some("HTTP/1.1"));
+        assert_eq!(record.request.protocol, Some("HTTP/1.1"));
         assert_eq!(record.user_agent, Some("ExampleScanner/1.0"));
     }
 
@@ -710,10 +755,10 @@ mod tests {
     #[test]
     fn request_dash_kept_as_null() {
         let record = parse("192.0.2.129 - - [18/Jul/2016:02:28:21 -0400] \"-\" 408 - \"-\" \"-\"");
-        assert_eq!(record.method, None);
-        assert_eq!(record.path, None);
-        assert_eq!(record.protocol, None);
-        assert_eq!(record.request, Some(None));
+        assert_eq!(record.request.method, None);
+        assert_eq!(record.request.path, None);
+        assert_eq!(record.request.protocol, None);
+        assert_eq!(record.request.unsplit, Some(None));
         assert_eq!(record.status, 408);
     }
 
@@ -731,18 +776,18 @@ mod tests {
                 "192.0.2.1 - - [17/Feb/2023:02:50:10 -0500] \"{request_line}\" 400 150 \"-\" \"-\""
             );
             let record = parse(&line);
-            assert_eq!(record.method, None, "{line}");
-            assert_eq!(record.path, None, "{line}");
-            assert_eq!(record.protocol, None, "{line}");
-            assert_eq!(record.request, Some(Some(request_line)), "{line}");
+            assert_eq!(record.request.method, None, "{line}");
+            assert_eq!(record.request.path, None, "{line}");
+            assert_eq!(record.request.protocol, None, "{line}");
+            assert_eq!(record.request.unsplit, Some(Some(request_line)), "{line}");
         }
     }
 
     #[test]
     fn request_with_lower_case_method() {
         let record = parse("192.0.2.1 - - [17/Feb/2023:02:50:10 -0500] \"get / HTTP/1.1\" 400 150");
-        assert_eq!(record.method, None);
-        assert_eq!(record.request, Some(Some("get / HTTP/1.1")));
+        assert_eq!(record.request.method, None);
+        assert_eq!(record.request.unsplit, Some(Some("get / HTTP/1.1")));
     }
 
     #[test]
@@ -752,19 +797,19 @@ mod tests {
             "198.51.100.9 - - [04/Oct/2022:08:09:08 +0200] \"{request_line}\" 400 150 \"-\" \"-\""
         );
         let record = parse(&line);
-        assert_eq!(record.method, None);
-        assert_eq!(record.request, Some(Some(request_line)));
+        assert_eq!(record.request.method, None);
+        assert_eq!(record.request.unsplit, Some(Some(request_line)));
     }
 
     #[test]
     fn connect_and_options_targets() {
         let connect = parse("203.0.113.90 - - [06/Aug/2021:11:02:10 +0000] \"CONNECT example.com:443 HTTP/1.1\" 400 150");
-        assert_eq!(connect.method, Some("CONNECT"));
-        assert_eq!(connect.path, Some("example.com:443"));
+        assert_eq!(connect.request.method, Some("CONNECT"));
+        assert_eq!(connect.request.path, Some("example.com:443"));
         let options =
             parse("203.0.113.90 - - [06/Aug/2021:11:02:10 +0000] \"OPTIONS * HTTP/1.0\" 200 0");
-        assert_eq!(options.method, Some("OPTIONS"));
-        assert_eq!(options.path, Some("*"));
+        assert_eq!(options.request.method, Some("OPTIONS"));
+        assert_eq!(options.request.path, Some("*"));
     }
 
     #[test]
@@ -812,7 +857,7 @@ mod tests {
         let record = parse(
             "  192.0.2.1\t-  -\t[20/Mar/2015:13:45:10 +0000]  \"GET / HTTP/1.1\"\t200  10 \"-\"\t\"agent\" \t\r",
         );
-        assert_eq!(record.ip, Some("192.0.2.1"));
+        assert_eq!(record.client.ip, Some("192.0.2.1"));
         assert_eq!(record.ident, None);
         assert_eq!(record.user, None);
         assert_eq!(record.status, 200);
@@ -834,8 +879,8 @@ mod tests {
     fn ipv4_mapped_ipv6_client() {
         let record =
             parse("::ffff:192.0.2.1 - - [28/Feb/2019:11:20:31 +0000] \"GET / HTTP/1.1\" 200 1");
-        assert_eq!(record.ip, Some("::ffff:192.0.2.1"));
-        assert_eq!(record.host, None);
+        assert_eq!(record.client.ip, Some("::ffff:192.0.2.1"));
+        assert_eq!(record.client.host, None);
     }
 
     #[test]

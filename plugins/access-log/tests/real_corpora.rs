@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 
 use serde_json::Value;
-use weblog_access_log::config::ServiceRules;
+use weblog_access_log::config::PluginConfig;
 use weblog_access_log::output::enrich_line;
 
 /// Keys every emitted record has, whatever the line.
@@ -48,14 +48,14 @@ fn parse_corpus(file_name: &str) -> CorpusResult {
             path.display()
         )
     });
-    let rules = ServiceRules::default();
+    let config = PluginConfig::default();
     let mut result = CorpusResult {
         records: Vec::new(),
         rejected: Vec::new(),
     };
     let lines = contents.strip_suffix(b"\n").unwrap_or(&contents);
     for (index, line) in lines.split(|byte| *byte == b'\n').enumerate() {
-        match enrich_line(line, &rules) {
+        match enrich_line(line, &config) {
             Ok(text) => {
                 let record: Value = serde_json::from_str(&text).unwrap_or_else(|error| {
                     panic!("line {}: invalid JSON {text}: {error}", index + 1)

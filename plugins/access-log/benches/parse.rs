@@ -1,0 +1,72 @@
+//! Native cost of turning one raw access-log line into its JSON record,
+//! measured over lines drawn in turn from the three real corpora beside the
+//! repository (`../shared/data/real`).
+//!
+//! Run with `cargo bench` in `plugins/`. Each iteration enriches a fixed
+//! sample of lines, so the time per line is the iteration time divided by
+//! the sample size that criterion prints as the throughput.
+
+use std::hint::black_box;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use weblog_access_log::config::PluginConfig;
+use weblog_access_log::output::enrich_line;
+
+/// Lines enriched per iteration.
+const SAMPLE_LINES: usize = 1024;
+
+const CORPORA: [&str; 3] = [
+    "elastic-apache.log",
+    "nasa-jul-aug95-random-sample.log",
+    "basjes-hackers-access.log",
+];
+
+/// Returns `count` lines taken round-robin from the real corpora, so that
+/// every sample mixes the three log styles.
+fn corpus_sample(count: usize) -> Vec<Vec<u8>> {
+    let corpora: Vec<Vec<Vec<u8>>> = CORPORA
+        .iter()
+        .map(|name| {
+            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/data/real")
+                .join(name);
+            let content = std::fs::read(&path).unwrap_or_else(|error| {
+                panic!("failed to read corpus {}: {error}", path.display())
+            });
+            content
+                .split(|byte| *byte == b'\n')
+                .filter(|line| !line.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        })
+        .collect();
+    (0..count)
+        .map(|index| {
+            let corpus = &corpora[index % corpora.len()];
+            corpus[(index / corpora.len()) % corpus.len()].clone()
+        })
+        .collect()
+}
+
+fn enrich_native(criterion: &mut Criterion) {
+    let lines = corpus_sample(SAMPLE_LINES);
+    let config = PluginConfig::default();
+    let mut group = criterion.benchmark_group("native");
+    group
+        .throughput(Throughput::Elements(SAMPLE_LINES as u64))
+        .warm_up_time(Duration::from_secs(2))
+        .measurement_time(Duration::from_secs(5));
+    group.bench_function("enrich_line", |bencher| {
+        bencher.iter(|| {
+            for line in &lines {
+                let _ = black_box(enrich_line(black_box(line), &config));
+            }
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, enrich_native);
+criterion_main!(benches);

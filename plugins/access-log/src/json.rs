@@ -1,0 +1,204 @@
+//! A minimal JSON object writer that appends to one `String`, so that a
+//! record is written without any allocation besides the output itself.
+
+/// Escape for each byte: 0 for none, `u` for `\u00XX`, else the letter
+/// after the backslash. The same escapes as `serde_json` writes.
+static ESCAPES: [u8; 256] = {
+    let mut table = [0u8; 256];
+    let mut byte = 0;
+    while byte < 0x20 {
+        table[byte] = b'u';
+        byte += 1;
+    }
+    table[0x08] = b'b';
+    table[0x09] = b't';
+    table[0x0a] = b'n';
+    table[0x0c] = b'f';
+    table[0x0d] = b'r';
+    table[b'"' as usize] = b'"';
+    table[b'\\' as usize] = b'\\';
+    table
+};
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Appends `text` with the characters JSON requires escaped: `"`, `\` and
+/// the control characters below U+0020. The quotes around it are the
+/// caller's.
+pub fn push_escaped(out: &mut String, text: &str) {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut index = 0;
+    while index < bytes.len() {
+        index += clean_prefix_length(&bytes[index..]);
+        let Some(byte) = bytes.get(index) else {
+            break;
+        };
+        let escape = ESCAPES[usize::from(*byte)];
+        if escape == 0 {
+            index += 1;
+            continue;
+        }
+        // `byte` is ASCII, so `index` is a char boundary.
+        out.push_str(&text[start..index]);
+        out.push('\\');
+        out.push(char::from(escape));
+        if escape == b'u' {
+            out.push_str("00");
+            out.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
+            out.push(char::from(HEX_DIGITS[usize::from(byte & 0xf)]));
+        }
+        index += 1;
+        start = index;
+    }
+    out.push_str(&text[start..]);
+}
+
+/// Appends `text` as a JSON string, quotes included.
+fn push_string(out: &mut String, text: &str) {
+    out.push('"');
+    push_escaped(out, text);
+    out.push('"');
+}
+
+/// Returns how many leading whole 8-byte words of `bytes` need no escape,
+/// in bytes. It tests eight bytes at once with the "has a zero byte" and
+/// "has a byte below n" word tricks from Sean Anderson's Bit Twiddling
+/// Hacks; both may flag a word that needs no escape, never the reverse, and
+/// the caller then checks that word byte by byte.
+fn clean_prefix_length(bytes: &[u8]) -> usize {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let has_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+
+    let mut length = 0;
+    for chunk in bytes.chunks_exact(8) {
+        let word = u64::from_ne_bytes(chunk.try_into().expect("chunks_exact yields 8 bytes"));
+        let below_space = word.wrapping_sub(ONES * 0x20) & !word & HIGHS;
+        let quote = has_zero(word ^ (ONES * u64::from(b'"')));
+        let backslash = has_zero(word ^ (ONES * u64::from(b'\\')));
+        if below_space | quote | backslash != 0 {
+            break;
+        }
+        length += 8;
+    }
+    length
+}
+
+/// A JSON object being written to a `String`. Keys are written as given, so
+/// they must not need escaping.
+pub struct ObjectWriter<'o> {
+    out: &'o mut String,
+    empty: bool,
+}
+
+impl<'o> ObjectWriter<'o> {
+    /// Starts an object at the end of `out`.
+    pub fn begin(out: &'o mut String) -> Self {
+        out.push('{');
+        Self { out, empty: true }
+    }
+
+    /// Writes `key` and the colon, and returns the output for the value.
+    pub fn key(&mut self, key: &str) -> &mut String {
+        self.out.reserve(key.len() + 4);
+        if !self.empty {
+            self.out.push(',');
+        }
+        self.empty = false;
+        self.out.push('"');
+        self.out.push_str(key);
+        self.out.push_str("\":");
+        self.out
+    }
+
+    /// Writes a string member.
+    pub fn string(&mut self, key: &str, value: &str) {
+        push_string(self.key(key), value);
+    }
+
+    /// Writes a string member, or `null` for `None`.
+    pub fn optional_string(&mut self, key: &str, value: Option<&str>) {
+        match value {
+            Some(value) => self.string(key, value),
+            None => self.key(key).push_str("null"),
+        }
+    }
+
+    /// Writes an integer member.
+    pub fn integer(&mut self, key: &str, value: impl itoa::Integer) {
+        let mut buffer = itoa::Buffer::new();
+        self.key(key).push_str(buffer.format(value));
+    }
+
+    /// Writes an integer member, or `null` for `None`.
+    pub fn optional_integer(&mut self, key: &str, value: Option<impl itoa::Integer>) {
+        match value {
+            Some(value) => self.integer(key, value),
+            None => self.key(key).push_str("null"),
+        }
+    }
+
+    /// Writes an array of strings.
+    pub fn strings<'v>(&mut self, key: &str, values: impl Iterator<Item = &'v str>) {
+        let out = self.key(key);
+        out.push('[');
+        for (index, value) in values.enumerate() {
+            if index > 0 {
+                out.push(',');
+            }
+            push_string(out, value);
+        }
+        out.push(']');
+    }
+
+    /// Closes the object.
+    pub fn end(self) {
+        self.out.push('}');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn escaped(text: &str) -> String {
+        let mut out = String::new();
+        push_escaped(&mut out, text);
+        out
+    }
+
+    #[test]
+    fn escapes_like_serde_json() {
+        for text in [
+            "plain",
+            "quote \" and backslash \\",
+            "\\x16\\x03 as logged",
+            "controls \u{0}\u{8}\t\n\u{b}\u{c}\r\u{1f} end",
+            "del \u{7f} and non-ASCII über \u{FFFD} 😀",
+            "",
+        ] {
+            let expected = serde_json::to_string(text).expect("serde_json encodes strings");
+            assert_eq!(format!("\"{}\"", escaped(text)), expected, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn object_members_in_order() {
+        let mut out = String::new();
+        let mut object = ObjectWriter::begin(&mut out);
+        object.string("a", "x\"y");
+        object.optional_string("b", None);
+        object.integer("c", 18_446_744_073_709_551_615_u64);
+        object.optional_integer("d", None::<u64>);
+        object.integer("e", -1_000_i64);
+        object.strings("f", ["1", "2"].into_iter());
+        object.strings("g", std::iter::empty());
+        object.end();
+        assert_eq!(
+            out,
+            "{\"a\":\"x\\\"y\",\"b\":null,\"c\":18446744073709551615,\"d\":null,\
+             \"e\":-1000,\"f\":[\"1\",\"2\"],\"g\":[]}"
+        );
+    }
+}
