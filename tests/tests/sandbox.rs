@@ -174,6 +174,21 @@ fn unbounded_allocation_hits_memory_limit() {
     );
 }
 
+/// A Rust plugin that recurses without end overflows its shadow stack at
+/// the bottom of linear memory. The stack pointer wraps, so the next access
+/// is out of bounds, which traps for that record only.
+#[test]
+fn stack_overflow_is_trap() {
+    let run = enrich_poison_file("recurse", &FAST_LIMITS);
+    let reasons = assert_poison_rejected(&run, POISON_LINES, &[POISON_LINE], "trap");
+    let reason = &reasons[0];
+    assert!(reason.starts_with("plugin trapped: "), "{reason}");
+    assert!(
+        reason.ends_with("wasm trap: out of bounds memory access"),
+        "{reason}"
+    );
+}
+
 /// A panic on the poison record is a trap whose reason carries the panic
 /// message from stderr, on one line and without the wasm backtrace. The
 /// records after it are enriched, so the trapped instance was replaced.
