@@ -17,6 +17,7 @@
 
 mod util;
 
+mod edge_cases;
 mod enrich_file;
 mod sandbox;
 
