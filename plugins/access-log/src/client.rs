@@ -20,13 +20,18 @@ pub struct Client<'a> {
 }
 
 impl<'a> Client<'a> {
-    /// Splits a client field as logged. A field with a comma is a
-    /// forwarded-for chain, whose left-most entry is the original client.
+    /// Splits a client field as logged. A field of comma-separated entries
+    /// that are all IP literals or `unknown` is a forwarded-for chain, whose
+    /// left-most entry is the original client. Any other field is one
+    /// client, so a host name logged with a stray comma stays whole.
     pub fn from_field(field: &'a str) -> Self {
         if memchr::memchr(b',', field.as_bytes()).is_none() {
             return Self::single(field, None);
         }
         let chain = ForwardedFor(field);
+        if !chain.entries().all(is_chain_entry) {
+            return Self::single(field, None);
+        }
         let first = chain.entries().next().unwrap_or_default();
         Self::single(first, Some(chain))
     }
@@ -56,7 +61,7 @@ pub struct ForwardedFor<'a>(pub &'a str);
 
 impl<'a> ForwardedFor<'a> {
     /// Returns the entries in logged order, each without the blanks around
-    /// it. An empty entry (`a,,b`) is kept as an empty string.
+    /// it.
     pub fn entries(&self) -> impl Iterator<Item = &'a str> {
         self.0
             .split(',')
@@ -80,15 +85,18 @@ pub fn is_host_name(text: &str) -> bool {
 }
 
 /// Returns whether `text` can be one entry of a forwarded-for chain: an IP
-/// literal or a host name.
+/// literal, or `unknown`, which proxies write for a hop they cannot name.
 pub fn is_chain_entry(text: &str) -> bool {
-    is_host_name(text) || text.parse::<IpAddr>().is_ok()
+    text.eq_ignore_ascii_case("unknown") || text.parse::<IpAddr>().is_ok()
 }
 
 /// Returns whether `field` is a client field: an IP literal, a host name,
-/// or a chain of those separated by commas.
+/// or a forwarded-for chain.
 pub fn is_client_field(field: &str) -> bool {
-    ForwardedFor(field).entries().all(is_chain_entry)
+    if memchr::memchr(b',', field.as_bytes()).is_some() {
+        return ForwardedFor(field).entries().all(is_chain_entry);
+    }
+    is_host_name(field) || field.parse::<IpAddr>().is_ok()
 }
 
 /// Returns `Some(has_port)` when `field` is a server name as Apache logs
@@ -316,6 +324,13 @@ mod tests {
         let unknown_first = Client::from_field("unknown, 192.0.2.1");
         assert_eq!(unknown_first.ip, None);
         assert_eq!(unknown_first.host, Some("unknown"));
+        assert!(unknown_first.forwarded_for.is_some());
+
+        // A host name with a stray comma, as in the NASA trace of 1995.
+        let typo = Client::from_field("webber2146,ucr.edu");
+        assert_eq!(typo.ip, None);
+        assert_eq!(typo.host, Some("webber2146,ucr.edu"));
+        assert_eq!(typo.forwarded_for, None);
     }
 
     #[test]
@@ -364,6 +379,8 @@ mod tests {
         assert!(is_client_field("2001:db8::1"));
         assert!(is_client_field("crawl.example.com"));
         assert!(is_client_field("192.0.2.10, 198.51.100.7"));
+        assert!(is_client_field("unknown,192.0.2.10"));
+        assert!(!is_client_field("webber2146,ucr.edu"));
         assert!(!is_client_field("-"));
         assert!(!is_client_field("192.0.2.10,,198.51.100.7"));
         assert!(!is_client_field("\"bob\""));

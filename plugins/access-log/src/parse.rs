@@ -254,7 +254,8 @@ impl<'a> Cursor<'a> {
     /// written with blanks after its commas (`a, b, c`), as logged.
     ///
     /// A token that ends in `,` continues with the next token only when that
-    /// one is an address or host name, so that the ident `-` never joins.
+    /// one is a chain entry (an IP literal or `unknown`), so that the ident
+    /// `-` never joins.
     fn client_field(&mut self) -> Option<&'a str> {
         self.skip_blanks();
         let start = self.position;
