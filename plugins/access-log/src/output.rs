@@ -12,6 +12,34 @@ use crate::parse::{parse_line, AccessRecord, Rejection};
 use crate::request::{route_path, split_query, write_route_json};
 use crate::user_agent;
 
+/// Keys of the parsed fields that every record has, in output order.
+pub const PARSED_KEYS: [&str; 11] = [
+    "ip",
+    "ident",
+    "user",
+    "timestamp",
+    "method",
+    "path",
+    "protocol",
+    "status",
+    "bytes",
+    "referer",
+    "user_agent",
+];
+
+/// Keys of the enrichment that every record has, in output order, after
+/// the parsed fields.
+pub const ENRICHMENT_KEYS: [&str; 8] = [
+    "service",
+    "status_class",
+    "route",
+    "path_only",
+    "query",
+    "client_class",
+    "user_agent_class",
+    "timestamp_ms",
+];
+
 /// Bytes of JSON output besides the logged values: keys, punctuation and
 /// the enrichment values, rounded up so that one allocation usually holds
 /// a record.
@@ -184,28 +212,8 @@ mod tests {
         ] {
             assert!(!object.contains_key(key), "unexpected key {key}");
         }
-        for key in [
-            "ip",
-            "ident",
-            "user",
-            "timestamp",
-            "method",
-            "path",
-            "protocol",
-            "status",
-            "bytes",
-            "referer",
-            "user_agent",
-            "service",
-            "status_class",
-            "route",
-            "path_only",
-            "query",
-            "client_class",
-            "user_agent_class",
-            "timestamp_ms",
-        ] {
-            assert!(object.contains_key(key), "missing key {key}");
+        for key in PARSED_KEYS.iter().chain(&ENRICHMENT_KEYS) {
+            assert!(object.contains_key(*key), "missing key {key}");
         }
     }
 
