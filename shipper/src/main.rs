@@ -1,17 +1,40 @@
-//! `weblog-shipper` reads a web-server access log once and produces each
-//! line to a Kafka topic as one record, then exits.
+//! `weblog-shipper` produces each line of a web-server access log to a
+//! Kafka topic as one record. It reads the file once and exits, or with
+//! `--follow` keeps following it like `tail -F` until SIGINT or SIGTERM.
+//!
+//! With `--checkpoint`, it records per file the byte offset up to which
+//! Kafka acknowledged every line, and a restart resumes there. Delivery is
+//! at-least-once: after a crash, the lines sent after the last checkpoint
+//! write are sent again, and no line is lost. A line too large for Kafka is
+//! dead-lettered or truncated, by `--oversize`, and never stops the run.
 //!
 //! Exit codes:
-//! - 0: Kafka acknowledged every line.
-//! - 1: any error, including a failed delivery and an interruption by
-//!   SIGINT or SIGTERM, after which the file is only partly shipped.
+//! - 0: Kafka acknowledged every line read; in follow mode, after SIGINT or
+//!   SIGTERM.
+//! - 1: any error, including a failed delivery, and in one-shot mode an
+//!   interruption by SIGINT or SIGTERM, after which the file is only partly
+//!   shipped.
 //! - 2: invalid flags.
 //!
-//! Layout: `config` turns flags into settings, `source` splits the file into
-//! lines, and `produce` sends them and counts the acknowledgements.
+//! Layout:
+//! - `config` turns flags into settings.
+//! - `source` splits a file into lines, and `follow` reads files on a
+//!   thread of its own and notices rotation.
+//! - `identity`, `checkpoint`, `resume` and `progress` recognize files and
+//!   record how far they are shipped.
+//! - `oversize` replaces lines too large for Kafka.
+//! - `shipment` sends lines and counts acknowledgements, and `produce` runs
+//!   it all.
 
+mod checkpoint;
 mod config;
+mod follow;
+mod identity;
+mod oversize;
 mod produce;
+mod progress;
+mod resume;
+mod shipment;
 mod source;
 
 use std::process::ExitCode;

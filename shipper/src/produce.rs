@@ -1,49 +1,46 @@
-//! Shipping the lines to Kafka: the topic check at start, sending with a
-//! bounded number of records in flight, and the final count.
+//! Shipping a log file to Kafka: the checkpoint and topic checks at start,
+//! the run, and what it reports at the end.
 //!
-//! A run succeeds only when Kafka has acknowledged every line. The first
-//! failed delivery stops reading, but the records already in flight are
-//! still awaited, so that the error can name the first line that failed.
+//! A one-shot run succeeds only when Kafka has acknowledged every line. A
+//! follow run has no end of its own: SIGINT or SIGTERM stops reading, and
+//! the run succeeds once the lines in flight are acknowledged. Either way
+//! the first failed delivery stops reading, but the records already in
+//! flight are still awaited, so that the error can name the first line
+//! that failed, and the checkpoint is written last, with every line
+//! acknowledged by then.
 
 use std::fmt;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use futures::future::BoxFuture;
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use tokio::io::AsyncBufRead;
+use rdkafka::error::RDKafkaErrorCode;
+use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
-
-use crate::config::Config;
-use crate::source::{open_log_file, LineReader};
 use weblog_common::LoggingContext;
 
-/// Max records sent but not yet acknowledged. Enough to keep several
-/// produce requests in flight, far below librdkafka's own queue limit of
-/// 100,000 messages, so the queue does not fill in normal operation.
-const MAX_IN_FLIGHT_RECORDS: usize = 10_000;
-
-/// Max bytes of record values sent but not yet acknowledged. librdkafka
-/// keeps a copy of each until it is acknowledged, so this bounds memory when
-/// lines are long.
-const MAX_IN_FLIGHT_BYTES: usize = 64 << 20;
-
-/// Pause before sending a record again after librdkafka reported its local
-/// queue full.
-const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
+use crate::checkpoint::Checkpoint;
+use crate::config::Config;
+use crate::follow::Follower;
+use crate::oversize::OversizePolicy;
+use crate::progress::Progress;
+use crate::resume::plan_start;
+use crate::shipment::{store_checkpoint, Shipment, Stop};
 
 /// Counts of one successful run.
 #[derive(Debug)]
 pub(crate) struct ShipSummary {
-    /// Lines that Kafka acknowledged.
+    /// Lines that Kafka acknowledged in the raw topic, whole or truncated.
     pub(crate) lines: u64,
-    /// Bytes of those lines, without their `\n`.
+    /// Bytes of those records' values.
     pub(crate) bytes: u64,
     /// Topic that received them.
     pub(crate) topic: String,
+    /// Lines among `lines` that were truncated for their size.
+    pub(crate) truncated: u64,
+    /// Lines dead-lettered for their size.
+    pub(crate) dead_lettered: u64,
+    /// Topic that received the dead letters.
+    pub(crate) dlq_topic: String,
     /// Time from the first send to the last acknowledgement.
     pub(crate) elapsed: Duration,
 }
@@ -58,270 +55,177 @@ impl fmt::Display for ShipSummary {
             self.bytes,
             self.topic,
             self.elapsed.as_secs_f64()
-        )
+        )?;
+        if self.truncated > 0 {
+            write!(f, ", {} of them truncated for their size", self.truncated)?;
+        }
+        if self.dead_lettered > 0 {
+            write!(
+                f,
+                "; dead-lettered {} lines too large for Kafka to {}",
+                self.dead_lettered, self.dlq_topic
+            )?;
+        }
+        Ok(())
     }
 }
 
-/// Ships every line of the configured file to the configured topic.
+/// Ships the configured file to the configured topic: once to its end, or
+/// following it until `shutdown` is cancelled.
 ///
-/// Fails before connecting to Kafka when the file cannot be opened, and
-/// before sending when the topic does not exist. After `shutdown` is
-/// cancelled, stops reading, waits for the records in flight and fails with
-/// the count that was sent.
+/// Fails before connecting to Kafka when the checkpoint cannot be read or
+/// written, or when the file cannot be opened, unless it is followed, in
+/// which case the run waits for it. Fails before sending when a topic does
+/// not exist. In one-shot
+/// mode, a cancelled `shutdown` stops reading and fails with the count that
+/// was sent, after the records in flight are acknowledged.
 pub(crate) async fn ship(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<ShipSummary> {
-    let mut lines = open_log_file(&config.file).await?;
+    let log_file = std::path::absolute(&config.file)
+        .with_context(|| format!("failed to resolve log file path {:?}", config.file))?;
+    let saved = match &config.checkpoint {
+        Some(path) => Checkpoint::load(path, &log_file)?,
+        None => None,
+    };
+    let starts = plan_start(&config.file, saved.as_ref(), config.follow)?;
+    let resumed = starts.iter().filter_map(|start| start.resumed.clone());
+    let progress = Progress::new(&log_file, resumed.collect());
+    if let Some(path) = &config.checkpoint {
+        // Writing the checkpoint now finds an unwritable path before any
+        // line is sent.
+        store_checkpoint(path.clone(), progress.checkpoint()).await?;
+    }
 
     let producer: FutureProducer<LoggingContext> = config
         .producer
         .create_with_context(LoggingContext::default())
         .with_context(|| format!("failed to create producer for {}", config.bootstrap_servers))?;
-    check_topic(&producer, config).await?;
-    tracing::info!(path = ?config.file, topic = %config.topic, "shipping log file");
+    check_topic(&producer, config, &config.topic).await?;
+    if config.oversize == OversizePolicy::DeadLetter {
+        check_topic(&producer, config, &config.dlq_topic).await?;
+    }
+    tracing::info!(
+        path = ?config.file,
+        topic = %config.topic,
+        follow = config.follow,
+        checkpoint = ?config.checkpoint,
+        "shipping log file"
+    );
 
+    let follower = Follower::new(&config.file, config.follow, config.max_line_bytes, starts);
+    let mut events = follower.spawn(config.poll_interval)?;
     let started = Instant::now();
-    let mut shipment = Shipment::new(producer, &config.topic);
-    let stop = shipment.send_lines(&mut lines, shutdown).await;
+    let mut shipment = Shipment::new(producer, config, progress);
+    let stop = shipment.send_lines(&mut events, shutdown).await;
+    // Dropping the receiver ends the reader thread.
+    drop(events);
     shipment.settle_all().await;
     let elapsed = started.elapsed();
+    let stored = shipment.write_checkpoint().await;
 
-    if let Some((line_number, error)) = shipment.first_failure {
+    if let Some(failure) = &shipment.first_failure {
+        if let Err(error) = &stored {
+            tracing::error!(error = %format!("{error:#}"), "failed to write the final checkpoint");
+        }
+        let line = &failure.line;
         bail!(
-            "failed to deliver line {line_number} of {:?} to topic {}: {error}",
-            config.file,
-            config.topic
+            "failed to deliver line {} of {:?} (offset {}) to topic {}: {}",
+            line.number,
+            line.path,
+            line.offset,
+            failure.topic,
+            failure.error
         );
     }
+    stored?;
+    let counts = &shipment.counts;
     match stop {
         Stop::EndOfFile => {}
+        Stop::Interrupted if config.follow => {
+            tracing::info!(
+                lines = counts.lines,
+                dead_lettered = counts.dead_lettered,
+                "stopped following the log file; every line read is acknowledged"
+            );
+        }
         Stop::ReadFailed(error) => {
-            let sent = shipment.acknowledged_lines;
-            return Err(error).with_context(|| {
-                format!(
-                    "failed to read log file {:?} after {sent} lines were sent to topic {}",
-                    config.file, config.topic
-                )
-            });
+            let sent = counts.lines;
+            return Err(error.context(format!(
+                "stopped after {sent} lines were sent to topic {}",
+                config.topic
+            )));
         }
         Stop::Interrupted => bail!(
             "interrupted after {} lines ({} bytes) were sent to topic {}, so the rest of {:?} \
              was not shipped",
-            shipment.acknowledged_lines,
-            shipment.acknowledged_bytes,
+            counts.lines,
+            counts.bytes,
             config.topic,
             config.file
         ),
         Stop::SendFailed => unreachable!("a failed send always sets first_failure, checked above"),
     }
     Ok(ShipSummary {
-        lines: shipment.acknowledged_lines,
-        bytes: shipment.acknowledged_bytes,
+        lines: counts.lines,
+        bytes: counts.bytes,
         topic: config.topic.clone(),
+        truncated: counts.truncated,
+        dead_lettered: counts.dead_lettered,
+        dlq_topic: config.dlq_topic.clone(),
         elapsed,
     })
 }
 
-/// Fails unless the broker at the configured address describes the topic
+/// Fails unless the broker at the configured address describes `topic`
 /// within the metadata timeout.
 async fn check_topic(
     producer: &FutureProducer<LoggingContext>,
     config: &Config,
+    topic: &str,
 ) -> anyhow::Result<()> {
     let client = producer.clone();
-    let topic = config.topic.clone();
+    let name = topic.to_string();
     let timeout = config.metadata_timeout;
     // fetch_metadata blocks the calling thread until the broker replies.
     let metadata =
-        tokio::task::spawn_blocking(move || client.client().fetch_metadata(Some(&topic), timeout))
+        tokio::task::spawn_blocking(move || client.client().fetch_metadata(Some(&name), timeout))
             .await
             .context("failed to join the metadata request task")?;
 
     let servers = &config.bootstrap_servers;
     let metadata = metadata.map_err(|error| {
         anyhow!(
-            "failed to fetch metadata for topic {} from Kafka at {servers} within {} s: {error}; \
-             check that the broker is running (`make broker-up` starts the local one) \
+            "failed to fetch metadata for topic {topic} from Kafka at {servers} within {} s: \
+             {error}; check that the broker is running (`make broker-up` starts the local one) \
              and that --bootstrap-servers is right",
-            config.topic,
             timeout.as_secs_f64()
         )
     })?;
+    let flag = if topic == config.topic {
+        "--topic"
+    } else {
+        "--dlq-topic"
+    };
     let missing = || {
         anyhow!(
-            "topic {} does not exist on Kafka at {servers}; create it \
-             (`make broker-up` creates the weblog topics) or pass another --topic",
-            config.topic
+            "topic {topic} does not exist on Kafka at {servers}; create it \
+             (`make broker-up` creates the weblog topics) or pass another {flag}"
         )
     };
-    let topic = metadata
+    let described = metadata
         .topics()
         .iter()
-        .find(|topic| topic.name() == config.topic)
+        .find(|described| described.name() == topic)
         .ok_or_else(missing)?;
-    match topic.error().map(RDKafkaErrorCode::from) {
-        None if topic.partitions().is_empty() => Err(missing()),
+    match described.error().map(RDKafkaErrorCode::from) {
+        None if described.partitions().is_empty() => Err(missing()),
         None => Ok(()),
         Some(RDKafkaErrorCode::UnknownTopicOrPartition) => Err(missing()),
         Some(code) => Err(anyhow!(
-            "failed to look up topic {} on Kafka at {servers}: {code}",
-            config.topic
+            "failed to look up topic {topic} on Kafka at {servers}: {code}"
         )),
-    }
-}
-
-/// Reason the read loop stopped.
-enum Stop {
-    EndOfFile,
-    ReadFailed(std::io::Error),
-    SendFailed,
-    Interrupted,
-}
-
-/// Outcome of one delivery: line number, value size and delivery result.
-type Acknowledgement = (u64, usize, Result<(), KafkaError>);
-
-/// Records in flight and the counts of what Kafka acknowledged.
-struct Shipment<'a> {
-    producer: FutureProducer<LoggingContext>,
-    topic: &'a str,
-    in_flight: FuturesUnordered<BoxFuture<'static, Acknowledgement>>,
-    in_flight_bytes: usize,
-    acknowledged_lines: u64,
-    acknowledged_bytes: u64,
-    /// Lowest failed line number and its error.
-    first_failure: Option<(u64, KafkaError)>,
-}
-
-impl<'a> Shipment<'a> {
-    fn new(producer: FutureProducer<LoggingContext>, topic: &'a str) -> Self {
-        Self {
-            producer,
-            topic,
-            in_flight: FuturesUnordered::new(),
-            in_flight_bytes: 0,
-            acknowledged_lines: 0,
-            acknowledged_bytes: 0,
-            first_failure: None,
-        }
-    }
-
-    /// Sends lines until the end of the file, a read or send failure, or
-    /// `shutdown`.
-    async fn send_lines<R: AsyncBufRead + Unpin>(
-        &mut self,
-        lines: &mut LineReader<R>,
-        shutdown: &CancellationToken,
-    ) -> Stop {
-        let mut line = Vec::new();
-        loop {
-            // A read from a regular file returns at once, but --file may
-            // name a pipe that blocks until its writer sends more.
-            let read = tokio::select! {
-                biased;
-                () = shutdown.cancelled() => return Stop::Interrupted,
-                read = lines.next_line(&mut line) => read,
-            };
-            match read {
-                Ok(true) => {}
-                Ok(false) => return Stop::EndOfFile,
-                Err(error) => return Stop::ReadFailed(error),
-            }
-            if let Err(stop) = self.send(lines.line_number(), &line, shutdown).await {
-                return stop;
-            }
-            self.settle_to_cap().await;
-            if self.first_failure.is_some() {
-                return Stop::SendFailed;
-            }
-        }
-    }
-
-    /// Hands one line to the producer, retrying while its queue is full.
-    async fn send(
-        &mut self,
-        line_number: u64,
-        value: &[u8],
-        shutdown: &CancellationToken,
-    ) -> Result<(), Stop> {
-        loop {
-            let record = FutureRecord::<(), [u8]>::to(self.topic).payload(value);
-            match self.producer.send_result(record) {
-                Ok(delivery) => {
-                    let size = value.len();
-                    let acknowledgement = delivery.map(move |outcome| {
-                        let result = match outcome {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err((error, _message))) => Err(error),
-                            // The producer dropped the report, which only
-                            // happens when it is torn down.
-                            Err(_canceled) => Err(KafkaError::Canceled),
-                        };
-                        (line_number, size, result)
-                    });
-                    self.in_flight.push(acknowledgement.boxed());
-                    self.in_flight_bytes += size;
-                    return Ok(());
-                }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    if shutdown.is_cancelled() {
-                        return Err(Stop::Interrupted);
-                    }
-                    tracing::debug!(line = line_number, "producer queue full, retrying");
-                    tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
-                }
-                Err((error, _)) => {
-                    self.record_failure(line_number, error);
-                    return Err(Stop::SendFailed);
-                }
-            }
-        }
-    }
-
-    /// Waits for acknowledgements until the records in flight are within
-    /// both caps.
-    async fn settle_to_cap(&mut self) {
-        while self.in_flight.len() >= MAX_IN_FLIGHT_RECORDS
-            || self.in_flight_bytes >= MAX_IN_FLIGHT_BYTES
-        {
-            if !self.settle_next().await {
-                break;
-            }
-        }
-    }
-
-    /// Waits for every record in flight.
-    async fn settle_all(&mut self) {
-        while self.settle_next().await {}
-    }
-
-    /// Waits for the next acknowledgement. Returns `false` when nothing was
-    /// in flight.
-    async fn settle_next(&mut self) -> bool {
-        let Some((line_number, size, result)) = self.in_flight.next().await else {
-            return false;
-        };
-        self.in_flight_bytes -= size;
-        match result {
-            Ok(()) => {
-                self.acknowledged_lines += 1;
-                self.acknowledged_bytes += size as u64;
-            }
-            Err(error) => self.record_failure(line_number, error),
-        }
-        true
-    }
-
-    fn record_failure(&mut self, line_number: u64, error: KafkaError) {
-        tracing::debug!(line = line_number, topic = self.topic, error = %error, "delivery failed");
-        let is_first = match &self.first_failure {
-            Some((first, _)) => line_number < *first,
-            None => true,
-        };
-        if is_first {
-            self.first_failure = Some((line_number, error));
-        }
     }
 }
 
@@ -331,6 +235,7 @@ mod tests {
 
     use clap::Parser;
     use rdkafka::consumer::{BaseConsumer, Consumer};
+    use rdkafka::message::Headers;
     use rdkafka::mocking::MockCluster;
     use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     use rdkafka::{ClientConfig, Message, Offset, TopicPartitionList};
@@ -339,6 +244,7 @@ mod tests {
     use crate::config::Cli;
 
     const TOPIC: &str = "raw-test";
+    const DLQ: &str = "dlq-test";
 
     /// Builds a config the way `main` does, from flags.
     fn config(bootstrap: &str, file: &Path, extra: &[&str]) -> Config {
@@ -349,6 +255,8 @@ mod tests {
             file,
             "--topic",
             TOPIC,
+            "--dlq-topic",
+            DLQ,
             "--bootstrap-servers",
             bootstrap,
         ];
@@ -357,15 +265,37 @@ mod tests {
         Config::try_from(cli).expect("test config is valid")
     }
 
+    /// Starts a mock cluster with the raw and dead-letter topics.
+    fn cluster() -> MockCluster<'static, rdkafka::producer::DefaultProducerContext> {
+        let cluster = MockCluster::new(1).expect("start mock cluster");
+        cluster.create_topic(TOPIC, 1, 1).expect("create raw topic");
+        cluster
+            .create_topic(DLQ, 1, 1)
+            .expect("create dead-letter topic");
+        cluster
+    }
+
     fn write_log(dir: &Path, content: &[u8]) -> std::path::PathBuf {
         let path = dir.join("access.log");
         std::fs::write(&path, content).expect("write temp log");
         path
     }
 
+    /// One record read back: value and headers.
+    type Record = (Vec<u8>, Vec<(String, String)>);
+
     /// Reads every record value in partition 0 of `topic`, in order, once
     /// `count` records are there.
     fn read_values(bootstrap: &str, topic: &str, count: usize) -> Vec<Option<Vec<u8>>> {
+        read_records(bootstrap, topic, count)
+            .into_iter()
+            .map(|(value, _)| Some(value))
+            .collect()
+    }
+
+    /// Reads every record in partition 0 of `topic`, in order, once `count`
+    /// records are there, and checks that there are no more.
+    fn read_records(bootstrap: &str, topic: &str, count: usize) -> Vec<Record> {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", "shipper-test-reader")
@@ -383,7 +313,21 @@ mod tests {
         while values.len() < count && Instant::now() < deadline {
             if let Some(message) = consumer.poll(Duration::from_millis(100)) {
                 let message = message.expect("consume from mock cluster");
-                values.push(message.payload().map(<[u8]>::to_vec));
+                let headers = message
+                    .headers()
+                    .map(|headers| {
+                        headers
+                            .iter()
+                            .map(|header| {
+                                let value = header.value.unwrap_or_default();
+                                let value = String::from_utf8_lossy(value).into_owned();
+                                (header.key.to_string(), value)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                let value = message.payload().unwrap_or_default().to_vec();
+                values.push((value, headers));
             }
         }
         let (_, high) = consumer
@@ -399,8 +343,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn lines_arrive_byte_for_byte() {
-        let cluster = MockCluster::new(1).expect("start mock cluster");
-        cluster.create_topic(TOPIC, 1, 1).expect("create topic");
+        let cluster = cluster();
         let dir = tempfile::tempdir().expect("temp dir");
         let content = b"GET / HTTP/1.1\r\n\n\xff\xfe not utf-8\n\nlast line without newline";
         let path = write_log(dir.path(), content);
@@ -431,8 +374,7 @@ mod tests {
 
     #[tokio::test]
     async fn empty_file_sends_nothing() {
-        let cluster = MockCluster::new(1).expect("start mock cluster");
-        cluster.create_topic(TOPIC, 1, 1).expect("create topic");
+        let cluster = cluster();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = write_log(dir.path(), b"");
 
@@ -501,35 +443,249 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn oversized_line_names_line_and_topic() {
+    async fn missing_dlq_topic_is_reported() {
         let cluster = MockCluster::new(1).expect("start mock cluster");
-        cluster.create_topic(TOPIC, 1, 1).expect("create topic");
+        cluster.create_topic(TOPIC, 1, 1).expect("create raw topic");
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut content = b"short\n".to_vec();
-        content.extend(std::iter::repeat_n(b'x', 5_000));
-        content.extend(b"\nafter\n");
-        let path = write_log(dir.path(), &content);
-        // 1000 bytes is the lowest max message size librdkafka accepts.
+        let path = write_log(dir.path(), b"line\n");
+
+        let config = config(&cluster.bootstrap_servers(), &path, &[]);
+        let error = ship(&config, &CancellationToken::new())
+            .await
+            .expect_err("dead-letter topic does not exist");
+
+        let message = format!("{error:#}");
+        assert!(
+            message.contains(&format!("topic {DLQ} does not exist")),
+            "{message}"
+        );
+        assert!(message.contains("--dlq-topic"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn missing_dlq_topic_is_fine_when_truncating() {
+        let cluster = MockCluster::new(1).expect("start mock cluster");
+        cluster.create_topic(TOPIC, 1, 1).expect("create raw topic");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write_log(dir.path(), b"line\n");
+
         let config = config(
             &cluster.bootstrap_servers(),
             &path,
-            &["--kafka-option", "message.max.bytes=1000"],
+            &["--oversize", "truncate"],
+        );
+        let summary = ship(&config, &CancellationToken::new())
+            .await
+            .expect("no dead-letter topic needed");
+        assert_eq!(summary.lines, 1);
+    }
+
+    /// A one-shot run over a log with a long line between two short ones.
+    struct LongLineRun {
+        _cluster: MockCluster<'static, rdkafka::producer::DefaultProducerContext>,
+        _dir: tempfile::TempDir,
+        path: std::path::PathBuf,
+        bootstrap: String,
+        summary: ShipSummary,
+    }
+
+    impl LongLineRun {
+        /// Ships "short", a line of `length` letters and "after" with
+        /// librdkafka's smallest message.max.bytes, 1000, and `extra` flags.
+        async fn ship(length: usize, extra: &[&str]) -> Self {
+            let cluster = cluster();
+            let dir = tempfile::tempdir().expect("temp dir");
+            let mut content = b"short\n".to_vec();
+            content.extend((0..length).map(|index| b'a' + (index % 26) as u8));
+            content.extend(b"\nafter\n");
+            let path = write_log(dir.path(), &content);
+            let bootstrap = cluster.bootstrap_servers();
+            let mut flags = vec!["--kafka-option", "message.max.bytes=1000"];
+            flags.extend_from_slice(extra);
+            let config = config(&bootstrap, &path, &flags);
+
+            let summary = ship(&config, &CancellationToken::new())
+                .await
+                .expect("a long line does not fail the run");
+            Self {
+                _cluster: cluster,
+                _dir: dir,
+                path,
+                bootstrap,
+                summary,
+            }
+        }
+
+        /// Reads `count` records of `topic`.
+        async fn records(&self, topic: &'static str, count: usize) -> Vec<Record> {
+            let bootstrap = self.bootstrap.clone();
+            tokio::task::spawn_blocking(move || read_records(&bootstrap, topic, count))
+                .await
+                .expect("join reader")
+        }
+    }
+
+    fn header<'a>(headers: &'a [(String, String)], name: &str) -> &'a str {
+        headers
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+            .unwrap_or_else(|| panic!("header {name} missing in {headers:?}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn line_over_max_is_dead_lettered() {
+        let run = LongLineRun::ship(5_000, &["--oversize-keep-bytes", "10"]).await;
+
+        assert_eq!(run.summary.lines, 2);
+        assert_eq!(run.summary.dead_lettered, 1);
+        let summary = run.summary.to_string();
+        assert!(summary.contains("dead-lettered 1 lines"), "{summary}");
+        let raw: Vec<Vec<u8>> = run
+            .records(TOPIC, 2)
+            .await
+            .into_iter()
+            .map(|(value, _)| value)
+            .collect();
+        assert_eq!(raw, vec![b"short".to_vec(), b"after".to_vec()]);
+        let dead = run.records(DLQ, 1).await;
+        let (value, headers) = &dead[0];
+        assert_eq!(value, b"abcdefghij");
+        assert_eq!(header(headers, "weblog.error.kind"), "line-too-long");
+        assert_eq!(header(headers, "weblog.source.offset"), "6");
+        assert_eq!(header(headers, "weblog.line.length"), "5000");
+        assert_eq!(
+            header(headers, "weblog.source.file"),
+            run.path.to_str().expect("UTF-8 path")
+        );
+        let reason = header(headers, "weblog.error.reason");
+        assert!(reason.contains("longer than message.max.bytes"), "{reason}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn librdkafka_size_check_dead_letters() {
+        // Short enough to be read whole, too long with the record overhead.
+        let run = LongLineRun::ship(995, &["--oversize-keep-bytes", "3"]).await;
+
+        assert_eq!(run.summary.lines, 2);
+        assert_eq!(run.summary.dead_lettered, 1);
+        let dead = run.records(DLQ, 1).await;
+        let (value, headers) = &dead[0];
+        assert_eq!(value, b"abc");
+        assert_eq!(header(headers, "weblog.line.length"), "995");
+        let reason = header(headers, "weblog.error.reason");
+        assert!(reason.contains("by librdkafka"), "{reason}");
+        assert!(reason.contains("too large"), "{reason}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn truncate_policy_marks_line() {
+        let extra = ["--oversize", "truncate", "--oversize-keep-bytes", "4"];
+        let run = LongLineRun::ship(5_000, &extra).await;
+
+        assert_eq!(run.summary.lines, 3);
+        assert_eq!(run.summary.truncated, 1);
+        assert_eq!(run.summary.dead_lettered, 0);
+        let records = run.records(TOPIC, 3).await;
+        let values: Vec<&[u8]> = records.iter().map(|(value, _)| value.as_slice()).collect();
+        assert_eq!(
+            values,
+            vec![
+                &b"short"[..],
+                b"abcd [weblog: line truncated from 5000 bytes]",
+                b"after"
+            ]
+        );
+        assert_eq!(header(&records[1].1, "weblog.line.length"), "5000");
+        assert!(records[0].1.is_empty());
+    }
+
+    #[tokio::test]
+    async fn checkpoint_resumes_after_last_line() {
+        let cluster = cluster();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write_log(dir.path(), b"one\ntwo\n");
+        let checkpoint = dir.path().join("shipper.checkpoint");
+        let checkpoint_arg = checkpoint.to_str().expect("UTF-8 path");
+        let config = config(
+            &cluster.bootstrap_servers(),
+            &path,
+            &["--checkpoint", checkpoint_arg],
         );
 
-        let error = ship(&config, &CancellationToken::new())
+        let first = ship(&config, &CancellationToken::new())
             .await
-            .expect_err("line 2 is over the max message size");
+            .expect("first run");
+        assert_eq!(first.lines, 2);
 
-        let message = format!("{error:#}");
-        assert!(message.contains("line 2 of"), "{message}");
-        assert!(message.contains(&format!("to topic {TOPIC}")), "{message}");
-        assert!(message.contains("too large"), "{message}");
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open log");
+        std::io::Write::write_all(&mut log, b"three\n").expect("append");
+        let second = ship(&config, &CancellationToken::new())
+            .await
+            .expect("second run");
+        assert_eq!(second.lines, 1);
+
+        let log_file = std::path::absolute(&path).expect("absolute path");
+        let saved = Checkpoint::load(&checkpoint, &log_file)
+            .expect("load checkpoint")
+            .expect("checkpoint exists");
+        assert_eq!(saved.files.len(), 1);
+        assert_eq!(saved.files[0].offset, 14);
+        assert_eq!(saved.files[0].unacknowledged_lines, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn follow_stops_cleanly_on_shutdown() {
+        let cluster = cluster();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write_log(dir.path(), b"one\ntw");
+        let checkpoint = dir.path().join("shipper.checkpoint");
+        let bootstrap = cluster.bootstrap_servers();
+        let extra = [
+            "--follow",
+            "--checkpoint",
+            checkpoint.to_str().expect("UTF-8 path"),
+            "--poll-interval-ms",
+            "20",
+        ];
+        let config = config(&bootstrap, &path, &extra);
+        let shutdown = CancellationToken::new();
+
+        let run = {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move { ship(&config, &shutdown).await })
+        };
+        let reader_bootstrap = bootstrap.clone();
+        let first = tokio::task::spawn_blocking(move || read_values(&reader_bootstrap, TOPIC, 1))
+            .await
+            .expect("join reader");
+        assert_eq!(first, vec![Some(b"one".to_vec())]);
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open log");
+        std::io::Write::write_all(&mut log, b"o\n").expect("append");
+        let both = tokio::task::spawn_blocking(move || read_values(&bootstrap, TOPIC, 2))
+            .await
+            .expect("join reader");
+        shutdown.cancel();
+        let summary = run.await.expect("join ship").expect("clean stop");
+
+        assert_eq!(both, vec![Some(b"one".to_vec()), Some(b"two".to_vec())]);
+        assert_eq!(summary.lines, 2);
+        let log_file = std::path::absolute(&path).expect("absolute path");
+        let saved = Checkpoint::load(&checkpoint, &log_file)
+            .expect("load checkpoint")
+            .expect("checkpoint exists");
+        assert_eq!(saved.files[0].offset, 8);
     }
 
     #[tokio::test]
     async fn topic_lookup_error_is_reported() {
-        let cluster = MockCluster::new(1).expect("start mock cluster");
-        cluster.create_topic(TOPIC, 1, 1).expect("create topic");
+        let cluster = cluster();
         cluster
             .topic_error(
                 TOPIC,
@@ -554,8 +710,7 @@ mod tests {
 
     #[tokio::test]
     async fn failed_delivery_names_first_line() {
-        let cluster = MockCluster::new(1).expect("start mock cluster");
-        cluster.create_topic(TOPIC, 1, 1).expect("create topic");
+        let cluster = cluster();
         // Every produce request fails with an error that is not retried.
         let errors = [RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 50];
         cluster.request_errors(RDKafkaApiKey::Produce, &errors);
@@ -577,8 +732,7 @@ mod tests {
 
     #[tokio::test]
     async fn interruption_reports_lines_sent() {
-        let cluster = MockCluster::new(1).expect("start mock cluster");
-        cluster.create_topic(TOPIC, 1, 1).expect("create topic");
+        let cluster = cluster();
         let dir = tempfile::tempdir().expect("temp dir");
         let path = write_log(dir.path(), b"one\ntwo\n");
         let config = config(&cluster.bootstrap_servers(), &path, &[]);

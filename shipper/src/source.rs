@@ -1,209 +1,311 @@
-//! Reading the access log: opening it with errors that name the path, and
-//! splitting it into lines without loading it whole.
+//! Opening the access log and splitting it into lines, with the byte
+//! offsets that the checkpoint records.
 //!
 //! A line is everything up to a `\n`, without that `\n`. Other bytes,
-//! including `\r` and bytes that are not UTF-8, stay as they are. The last
-//! line counts even without a final `\n`, and an empty line in the middle
-//! is still a line, so no part of the file is skipped.
+//! including `\r` and bytes that are not UTF-8, stay as they are, and an
+//! empty line in the middle is still a line, so no part of the file is
+//! skipped. Bytes after the last `\n` stay pending until their `\n` arrives:
+//! the caller decides whether they form a final line ([`LineReader::take_partial`])
+//! or wait for more data, as in follow mode.
+//!
+//! A line may be longer than Kafka accepts. The reader keeps only its first
+//! `max_line_bytes` bytes and skips the rest, so memory stays bounded, but it
+//! reports the full length so that the line can be dead-lettered or
+//! truncated instead of sent.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, BufRead, Seek, SeekFrom};
 use std::path::Path;
 
-use anyhow::{bail, Context};
-use tokio::fs::File;
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
-
-/// Max length of one line, without its `\n`. Kafka's default max message
-/// size is about 1 MB, so a longer line only turns up when the file is not a
-/// line-oriented log. The cap keeps such a file from being read into memory
-/// whole.
-pub(crate) const MAX_LINE_BYTES: usize = 64 << 20;
-
-/// Size of the read buffer. Large reads keep the number of blocking reads
-/// that tokio hands to its thread pool small.
-const READ_BUFFER_BYTES: usize = 1 << 20;
-
-/// Opens the access log at `path` for reading, rejecting a directory.
-pub(crate) async fn open_log_file(path: &Path) -> anyhow::Result<LineReader<BufReader<File>>> {
-    let file = File::open(path)
-        .await
-        .with_context(|| format!("failed to open log file {path:?}"))?;
-    let metadata = file
-        .metadata()
-        .await
-        .with_context(|| format!("failed to read the metadata of log file {path:?}"))?;
-    if metadata.is_dir() {
-        bail!("failed to open log file {path:?}: it is a directory, not a file");
+/// Opens the access log at `path` for reading, rejecting a directory. Other
+/// files that are not regular, such as a named pipe, are accepted.
+pub(crate) fn open_log_file(path: &Path) -> io::Result<File> {
+    let file = File::open(path)?;
+    if file.metadata()?.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "it is a directory, not a file",
+        ));
     }
-    let reader = BufReader::with_capacity(READ_BUFFER_BYTES, file);
-    Ok(LineReader::new(reader, MAX_LINE_BYTES))
+    Ok(file)
 }
 
-/// Splits a byte stream into lines, counting them.
+/// One line of the log and where it sits in the file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Line {
+    /// Byte offset of the line's first byte.
+    pub(crate) start: u64,
+    /// Byte offset just past the line's `\n`, or past its last byte when it
+    /// has none. Reading resumes here.
+    pub(crate) end: u64,
+    /// Length of the whole line in bytes, without the `\n`.
+    pub(crate) length: u64,
+    /// The line's bytes, or its first `max_line_bytes` bytes when it is
+    /// longer.
+    pub(crate) bytes: Vec<u8>,
+}
+
+impl Line {
+    /// Returns whether the reader dropped bytes after `max_line_bytes`.
+    pub(crate) fn is_cut(&self) -> bool {
+        (self.bytes.len() as u64) < self.length
+    }
+}
+
+/// Splits a byte stream into [`Line`]s and counts the bytes consumed.
 pub(crate) struct LineReader<R> {
     reader: R,
     max_line_bytes: usize,
-    line_number: u64,
+    /// Offset in the file of the next byte to read.
+    position: u64,
+    /// Offset of the first byte of the pending line.
+    line_start: u64,
+    /// Bytes of the pending line kept so far, at most `max_line_bytes`.
+    pending: Vec<u8>,
 }
 
-impl<R: AsyncBufRead + Unpin> LineReader<R> {
-    /// Wraps `reader`. A line longer than `max_line_bytes` is an error.
-    pub(crate) fn new(reader: R, max_line_bytes: usize) -> Self {
+impl<R: BufRead> LineReader<R> {
+    /// Wraps `reader`, whose next byte is at `position` in the file. Lines
+    /// longer than `max_line_bytes` keep only their first `max_line_bytes`.
+    pub(crate) fn new(reader: R, position: u64, max_line_bytes: usize) -> Self {
         Self {
             reader,
             max_line_bytes,
-            line_number: 0,
+            position,
+            line_start: position,
+            pending: Vec::new(),
         }
     }
 
-    /// Reads the next line into `line`, replacing its content, without the
-    /// `\n`. Returns `false` at the end of the stream, leaving `line` empty.
-    pub(crate) async fn next_line(&mut self, line: &mut Vec<u8>) -> io::Result<bool> {
-        line.clear();
-        // One more byte than the max leaves room for the '\n'.
-        let limit = self.max_line_bytes as u64 + 1;
-        let read = (&mut self.reader)
-            .take(limit)
-            .read_until(b'\n', line)
-            .await?;
-        if read == 0 {
-            return Ok(false);
+    /// Reads the next complete line. Returns `None` at the current end of
+    /// the stream. Bytes after the last `\n` stay pending, so a later call
+    /// continues the line once the stream has grown.
+    pub(crate) fn read_line(&mut self) -> io::Result<Option<Line>> {
+        loop {
+            let available = match self.reader.fill_buf() {
+                Ok(available) => available,
+                Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+                Err(error) => return Err(error),
+            };
+            if available.is_empty() {
+                return Ok(None);
+            }
+            let newline = available.iter().position(|byte| *byte == b'\n');
+            let content = newline.unwrap_or(available.len());
+            let room = self.max_line_bytes.saturating_sub(self.pending.len());
+            self.pending
+                .extend_from_slice(&available[..content.min(room)]);
+            let consumed = newline.map_or(content, |at| at + 1);
+            self.reader.consume(consumed);
+            self.position += consumed as u64;
+            if newline.is_some() {
+                let length = self.position - 1 - self.line_start;
+                return Ok(Some(self.finish_line(length)));
+            }
         }
-        self.line_number += 1;
-        if line.last() == Some(&b'\n') {
-            line.pop();
-        } else if line.len() > self.max_line_bytes {
-            line.clear();
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "line {} is longer than the max of {} bytes",
-                    self.line_number, self.max_line_bytes
-                ),
-            ));
-        }
-        Ok(true)
     }
 
-    /// Returns the 1-based number of the last line read, or 0 before the
-    /// first.
-    pub(crate) fn line_number(&self) -> u64 {
-        self.line_number
+    /// Returns the pending bytes after the last `\n` as a final line, or
+    /// `None` when there are none.
+    pub(crate) fn take_partial(&mut self) -> Option<Line> {
+        let length = self.position - self.line_start;
+        if length == 0 {
+            return None;
+        }
+        Some(self.finish_line(length))
+    }
+
+    /// Returns the offset in the file of the next byte to read, which
+    /// includes the pending bytes.
+    pub(crate) fn position(&self) -> u64 {
+        self.position
+    }
+
+    /// Returns the underlying reader.
+    pub(crate) fn get_ref(&self) -> &R {
+        &self.reader
+    }
+
+    fn finish_line(&mut self, length: u64) -> Line {
+        let line = Line {
+            start: self.line_start,
+            end: self.position,
+            length,
+            bytes: std::mem::take(&mut self.pending),
+        };
+        self.line_start = self.position;
+        line
+    }
+}
+
+impl<R: BufRead + Seek> LineReader<R> {
+    /// Moves to `position` in the file and drops the pending bytes, for a
+    /// file that was truncated.
+    pub(crate) fn restart_at(&mut self, position: u64) -> io::Result<()> {
+        self.reader.seek(SeekFrom::Start(position))?;
+        self.position = position;
+        self.line_start = position;
+        self.pending.clear();
+        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::{Cursor, Write};
+
     use super::*;
 
-    async fn split(input: &[u8]) -> Vec<Vec<u8>> {
-        let mut reader = LineReader::new(input, 100);
+    fn split(input: &[u8]) -> Vec<Vec<u8>> {
+        let mut reader = LineReader::new(input, 0, 100);
         let mut lines = Vec::new();
-        let mut line = Vec::new();
-        while reader
-            .next_line(&mut line)
-            .await
-            .expect("reading a slice never fails")
-        {
-            lines.push(line.clone());
+        while let Some(line) = reader.read_line().expect("reading a slice never fails") {
+            lines.push(line.bytes);
+        }
+        if let Some(line) = reader.take_partial() {
+            lines.push(line.bytes);
         }
         lines
     }
 
-    #[tokio::test]
-    async fn crlf_keeps_carriage_return() {
-        let lines = split(b"a\r\nb\r\n").await;
-        assert_eq!(lines, vec![b"a\r".to_vec(), b"b\r".to_vec()]);
+    #[test]
+    fn crlf_keeps_carriage_return() {
+        assert_eq!(split(b"a\r\nb\r\n"), vec![b"a\r".to_vec(), b"b\r".to_vec()]);
     }
 
-    #[tokio::test]
-    async fn final_newline_adds_no_empty_line() {
-        let lines = split(b"a\nb\n").await;
-        assert_eq!(lines, vec![b"a".to_vec(), b"b".to_vec()]);
+    #[test]
+    fn final_newline_adds_no_empty_line() {
+        assert_eq!(split(b"a\nb\n"), vec![b"a".to_vec(), b"b".to_vec()]);
     }
 
-    #[tokio::test]
-    async fn last_line_without_newline_counts() {
-        let lines = split(b"a\nb").await;
-        assert_eq!(lines, vec![b"a".to_vec(), b"b".to_vec()]);
+    #[test]
+    fn last_line_without_newline_counts() {
+        assert_eq!(split(b"a\nb"), vec![b"a".to_vec(), b"b".to_vec()]);
     }
 
-    #[tokio::test]
-    async fn empty_middle_line_is_kept() {
-        let lines = split(b"a\n\nb\n").await;
-        assert_eq!(lines, vec![b"a".to_vec(), Vec::new(), b"b".to_vec()]);
+    #[test]
+    fn empty_middle_line_is_kept() {
+        assert_eq!(
+            split(b"a\n\nb\n"),
+            vec![b"a".to_vec(), Vec::new(), b"b".to_vec()]
+        );
     }
 
-    #[tokio::test]
-    async fn lone_newline_is_one_empty_line() {
-        assert_eq!(split(b"\n").await, vec![Vec::<u8>::new()]);
+    #[test]
+    fn lone_newline_is_one_empty_line() {
+        assert_eq!(split(b"\n"), vec![Vec::<u8>::new()]);
     }
 
-    #[tokio::test]
-    async fn empty_input_has_no_lines() {
-        assert!(split(b"").await.is_empty());
+    #[test]
+    fn empty_input_has_no_lines() {
+        assert!(split(b"").is_empty());
     }
 
-    #[tokio::test]
-    async fn non_utf8_bytes_are_kept() {
-        let lines = split(b"\xff\xfe\x00x\n\xc3\x28").await;
-        assert_eq!(lines, vec![b"\xff\xfe\x00x".to_vec(), b"\xc3\x28".to_vec()]);
+    #[test]
+    fn non_utf8_bytes_are_kept() {
+        assert_eq!(
+            split(b"\xff\xfe\x00x\n\xc3\x28"),
+            vec![b"\xff\xfe\x00x".to_vec(), b"\xc3\x28".to_vec()]
+        );
     }
 
-    #[tokio::test]
-    async fn line_numbers_count_from_one() {
-        let mut reader = LineReader::new(&b"a\nb\n"[..], 100);
-        let mut line = Vec::new();
-        assert_eq!(reader.line_number(), 0);
-        reader.next_line(&mut line).await.expect("slice");
-        assert_eq!(reader.line_number(), 1);
-        reader.next_line(&mut line).await.expect("slice");
-        assert_eq!(reader.line_number(), 2);
-        assert!(!reader.next_line(&mut line).await.expect("slice"));
-        assert_eq!(reader.line_number(), 2);
+    #[test]
+    fn offsets_cover_the_newline() {
+        let mut reader = LineReader::new(&b"ab\n\ncd"[..], 10, 100);
+        let first = reader.read_line().expect("slice").expect("line");
+        assert_eq!((first.start, first.end, first.length), (10, 13, 2));
+        let second = reader.read_line().expect("slice").expect("line");
+        assert_eq!((second.start, second.end, second.length), (13, 14, 0));
+        assert_eq!(reader.read_line().expect("slice"), None);
+        assert_eq!(reader.position(), 16);
+        let last = reader.take_partial().expect("pending bytes");
+        assert_eq!((last.start, last.end, last.length), (14, 16, 2));
+        assert_eq!(reader.take_partial(), None);
     }
 
-    #[tokio::test]
-    async fn line_at_max_length_is_accepted() {
-        let mut reader = LineReader::new(&b"abcd\nabcd"[..], 4);
-        let mut line = Vec::new();
-        assert!(reader.next_line(&mut line).await.expect("line fits"));
-        assert_eq!(line, b"abcd");
-        assert!(reader.next_line(&mut line).await.expect("line fits"));
-        assert_eq!(line, b"abcd");
+    #[test]
+    fn line_at_max_length_is_whole() {
+        let mut reader = LineReader::new(&b"abcd\nabcd"[..], 0, 4);
+        let line = reader.read_line().expect("slice").expect("line");
+        assert_eq!(line.bytes, b"abcd");
+        assert!(!line.is_cut());
+        assert_eq!(reader.read_line().expect("slice"), None);
+        let line = reader.take_partial().expect("last line");
+        assert_eq!(line.bytes, b"abcd");
+        assert!(!line.is_cut());
     }
 
-    #[tokio::test]
-    async fn line_over_max_length_is_rejected() {
-        let mut reader = LineReader::new(&b"ab\nabcde\n"[..], 4);
-        let mut line = Vec::new();
-        assert!(reader.next_line(&mut line).await.expect("first line fits"));
-        let error = reader
-            .next_line(&mut line)
-            .await
-            .expect_err("second is too long");
-        assert_eq!(error.kind(), io::ErrorKind::InvalidData);
-        assert!(error.to_string().contains("line 2"), "{error}");
+    #[test]
+    fn long_line_keeps_prefix_and_length() {
+        let mut reader = LineReader::new(&b"ab\nabcdefgh\nxy\n"[..], 0, 4);
+        let first = reader.read_line().expect("slice").expect("line");
+        assert_eq!(first.bytes, b"ab");
+        let long = reader.read_line().expect("slice").expect("line");
+        assert_eq!(long.bytes, b"abcd");
+        assert_eq!(long.length, 8);
+        assert_eq!((long.start, long.end), (3, 12));
+        assert!(long.is_cut());
+        let after = reader.read_line().expect("slice").expect("line");
+        assert_eq!(after.bytes, b"xy");
+        assert_eq!(after.start, 12);
     }
 
-    #[tokio::test]
-    async fn missing_file_error_names_path() {
+    #[test]
+    fn long_line_spanning_reads_is_cut_once() {
+        // A one-byte buffer makes every byte a separate read.
+        let input = std::io::BufReader::with_capacity(1, &b"0123456789\nz\n"[..]);
+        let mut reader = LineReader::new(input, 0, 3);
+        let long = reader.read_line().expect("slice").expect("line");
+        assert_eq!(long.bytes, b"012");
+        assert_eq!(long.length, 10);
+        let next = reader.read_line().expect("slice").expect("line");
+        assert_eq!(next.bytes, b"z");
+        assert_eq!(next.start, 11);
+    }
+
+    #[test]
+    fn partial_line_waits_for_its_newline() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("missing.log");
-        let error = open_log_file(&path).await.err().expect("file is missing");
-        let message = format!("{error:#}");
-        assert!(message.contains("failed to open log file"), "{message}");
-        assert!(message.contains("missing.log"), "{message}");
-        assert!(message.contains("No such file or directory"), "{message}");
+        let path = dir.path().join("growing.log");
+        let mut writer = std::fs::File::create(&path).expect("create log");
+        writer.write_all(b"one\ntw").expect("write");
+        let file = std::fs::File::open(&path).expect("open log");
+        let mut reader = LineReader::new(std::io::BufReader::new(file), 0, 100);
+
+        let one = reader.read_line().expect("read").expect("first line");
+        assert_eq!(one.bytes, b"one");
+        assert_eq!(reader.read_line().expect("read"), None);
+        assert_eq!(reader.position(), 6);
+
+        writer.write_all(b"o\n").expect("write");
+        let two = reader.read_line().expect("read").expect("second line");
+        assert_eq!(two.bytes, b"two");
+        assert_eq!((two.start, two.end), (4, 8));
     }
 
-    #[tokio::test]
-    async fn directory_is_rejected() {
+    #[test]
+    fn missing_file_error_is_not_found() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let error = open_log_file(dir.path())
-            .await
-            .err()
-            .expect("path is a directory");
-        assert!(format!("{error:#}").contains("directory"), "{error:#}");
+        let error = open_log_file(&dir.path().join("missing.log")).expect_err("file is missing");
+        assert_eq!(error.kind(), io::ErrorKind::NotFound);
+    }
+
+    #[test]
+    fn directory_is_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let error = open_log_file(dir.path()).expect_err("path is a directory");
+        assert!(error.to_string().contains("directory"), "{error}");
+    }
+
+    #[test]
+    fn restart_drops_pending_bytes() {
+        let mut reader = LineReader::new(Cursor::new(b"abc\ndef".to_vec()), 0, 100);
+        reader.read_line().expect("cursor").expect("line");
+        assert_eq!(reader.read_line().expect("cursor"), None);
+        reader.restart_at(0).expect("seek cursor");
+        assert_eq!(reader.position(), 0);
+        let again = reader.read_line().expect("cursor").expect("line");
+        assert_eq!(again.bytes, b"abc");
+        assert_eq!(again.start, 0);
     }
 }
