@@ -7,8 +7,8 @@ LOG ?= examples/sample-access.log
 PLUGIN_WASM := plugins/target/wasm32-wasip2/release/weblog_access_log.wasm
 KAFKA_TESTS := $(CARGO) test -p weblog-tests --features kafka-tests
 
-.PHONY: help toolchain plugin build release broker-up broker-down demo \
-	test unit-test integration-test e2e lint clean
+.PHONY: help toolchain plugin test-plugins build release broker-up broker-down \
+	demo test unit-test integration-test e2e lint clean
 
 help:
 	@echo "make demo [LOG=path]  run the pipeline on a log (default $(LOG))"
@@ -58,6 +58,8 @@ lint:
 	cd plugins && $(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets --features weblog-tests/kafka-tests -- -D warnings
 	cd plugins && $(CARGO) clippy --all-targets -- -D warnings
+	cd tests/fixtures/plugins && $(CARGO) fmt --all --check
+	cd tests/fixtures/plugins && $(CARGO) clippy --all-targets -- -D warnings
 
 clean:
 	$(CARGO) clean

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::kafka::{bootstrap, committed_and_end, unique_name, TestTopics, TopicReader};
+use crate::util::kafka::{
+    bootstrap, committed_and_end, host_run_command, unique_name, TestTopics, TopicReader,
+};
 use crate::util::{
     binary, corpus, default_plugin, run, split_lines, wait_until, ChildProcess, CORPORA,
 };
@@ -25,7 +27,11 @@ fn corpora_arrive_exactly_once() {
     let host_group = unique_name("e2e-host");
     let sink_group = unique_name("e2e-sink");
 
-    let mut host = ChildProcess::spawn("host", host_command(&topics, &host_group), dir.path());
+    let mut host = ChildProcess::spawn(
+        "host",
+        host_run_command(&topics, &host_group, &default_plugin()),
+        dir.path(),
+    );
     let mut sink = ChildProcess::spawn(
         "sink",
         sink_command(&topics, &sink_group, &output),
@@ -143,20 +149,6 @@ fn corpora_arrive_exactly_once() {
             assert_eq!(committed, Some(end), "group {group} on {topic}/{partition}");
         }
     }
-}
-
-fn host_command(topics: &TestTopics, group: &str) -> Command {
-    let mut command = Command::new(binary("weblog-host"));
-    command
-        .arg("run")
-        .args(["--bootstrap-servers", &bootstrap()])
-        .args(["--input-topic", &topics.raw])
-        .args(["--output-topic", &topics.enriched])
-        .args(["--dlq-topic", &topics.dlq])
-        .args(["--group-id", group])
-        .arg("--plugin")
-        .arg(default_plugin());
-    command
 }
 
 fn sink_command(topics: &TestTopics, group: &str, output: &std::path::Path) -> Command {
