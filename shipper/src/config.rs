@@ -62,6 +62,10 @@ pub(crate) struct Cli {
     /// missing. A last line without '\n' waits for its '\n'. Runs until
     /// SIGINT or SIGTERM, then exits 0 once every line read is acknowledged.
     /// Needs --checkpoint.
+    // A follower without a checkpoint would send the whole file again on
+    // each restart. None is placed next to the log by default, because log
+    // directories are often not writable by the shipper, and rotation
+    // globs such as `access.log*` would rotate the checkpoint too.
     #[arg(long, env = "WEBLOG_SHIPPER_FOLLOW", requires = "checkpoint")]
     pub(crate) follow: bool,
 
@@ -94,9 +98,9 @@ pub(crate) struct Cli {
     )]
     pub(crate) poll_interval_ms: u64,
 
-    /// Replacement of a line that is too large for Kafka (librdkafka's
-    /// message.max.bytes or the topic's max.message.bytes): a dead letter
-    /// in --dlq-topic, or the line truncated in --topic.
+    /// Policy for a line that is too large for Kafka (librdkafka's
+    /// message.max.bytes or the topic's max.message.bytes): send a dead
+    /// letter to --dlq-topic, or the line truncated to --topic.
     #[arg(
         long,
         env = "WEBLOG_SHIPPER_OVERSIZE",
