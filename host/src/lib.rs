@@ -5,6 +5,9 @@
 //! Layout:
 //! - [`sandbox`]: the wasmtime engine and the limits of every instance.
 //! - [`plugin`]: loading a component, calling it, containing its failures.
+//! - [`cache`]: compiled components on disk, so a restart does not compile.
+//! - [`canary`]: the check a replacement plugin passes before a swap.
+//! - [`swap`]: the file watch and SIGHUP that trigger a swap.
 //! - [`failure`]: the kind and reason of a failed plugin call.
 //! - [`outcome`]: what became of each input record.
 //! - [`headers`]: names of the headers on output records and dead letters.
@@ -14,6 +17,8 @@
 #![warn(missing_docs)]
 
 mod bindings;
+pub mod cache;
+pub mod canary;
 pub mod enrich_file;
 pub mod failure;
 pub mod headers;
@@ -21,5 +26,6 @@ pub mod outcome;
 pub mod pipeline;
 pub mod plugin;
 pub mod sandbox;
+pub mod swap;
 
 pub use bindings::{InputRecord, PLUGIN_INTERFACE, WIT_VERSION};

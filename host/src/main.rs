@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use weblog_common::{KafkaArgs, LogArgs};
+use weblog_host::cache::ComponentCache;
 use weblog_host::enrich_file::{self, DEFAULT_BATCH_SIZE};
 use weblog_host::pipeline::{self, PipelineConfig};
 use weblog_host::plugin::Plugin;
@@ -127,6 +128,36 @@ struct RunArgs {
     /// pauses.
     #[arg(long, env = "WEBLOG_HOST_MAX_IN_FLIGHT_BATCHES", default_value_t = 32)]
     max_in_flight_batches: usize,
+
+    /// Directory of compiled plugin components, so that a restart or a swap
+    /// back does not compile again [default: $WEBLOG_CACHE_DIR/components,
+    /// or $HOME/.cache/weblog/components]. Only the host's user may write
+    /// to it: the host runs the machine code it finds there.
+    #[arg(long, env = "WEBLOG_COMPONENT_CACHE", value_name = "DIR")]
+    component_cache: Option<PathBuf>,
+
+    /// Compile the plugin at every start and swap, without the cache.
+    #[arg(long, conflicts_with = "component_cache")]
+    no_component_cache: bool,
+}
+
+impl RunArgs {
+    /// Returns the component cache directory, or `None` when it is off.
+    fn component_cache(&self) -> Option<PathBuf> {
+        if self.no_component_cache {
+            return None;
+        }
+        let dir = self
+            .component_cache
+            .clone()
+            .or_else(ComponentCache::default_dir);
+        if dir.is_none() {
+            tracing::warn!(
+                "neither HOME nor WEBLOG_CACHE_DIR is set, compiled plugins are not cached"
+            );
+        }
+        dir
+    }
 }
 
 #[derive(Args)]
@@ -172,6 +203,7 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
         "invalid --max-in-flight-batches 0: at least one batch must be in flight"
     );
     let config = PipelineConfig {
+        component_cache: args.component_cache(),
         limits: args.plugin.limits()?,
         kafka: args.kafka,
         input_topic: args.input_topic,

@@ -20,6 +20,7 @@ use wasmtime::component::{types::ComponentItem, Component, Linker};
 use wasmtime::{Engine, Store};
 
 use crate::bindings::{EnricherPre, InputRecord, Outcome, PLUGIN_INTERFACE, WIT_VERSION};
+use crate::cache::{hex, load_component, ComponentCache, ComponentSource};
 use crate::failure::{classify_call_error, truncate_reason};
 use crate::outcome::{EnrichOutcome, Failure, FailureKind};
 use crate::sandbox::{PluginState, SandboxLimits};
@@ -73,12 +74,37 @@ impl Plugin {
         config: Vec<(String, String)>,
         limits: SandboxLimits,
     ) -> anyhow::Result<Self> {
+        Self::load_cached(engine, path, config, limits, None)
+    }
+
+    /// Loads the plugin like [`Plugin::load`], but takes the compiled
+    /// component from `cache` when it holds one, and stores it there
+    /// otherwise.
+    pub fn load_cached(
+        engine: &Engine,
+        path: &Path,
+        config: Vec<(String, String)>,
+        limits: SandboxLimits,
+        cache: Option<&ComponentCache>,
+    ) -> anyhow::Result<Self> {
         let bytes =
             std::fs::read(path).with_context(|| format!("failed to read plugin {path:?}"))?;
-        let digest = hex(&Sha256::digest(&bytes));
-        let component = Component::new(engine, &bytes)
-            .map_err(anyhow::Error::from)
-            .with_context(|| format!("failed to compile plugin {path:?} as a WASM component"))?;
+        Self::from_bytes(engine, path, &bytes, config, limits, cache)
+    }
+
+    /// Loads the plugin like [`Plugin::load_cached`] from `bytes`, which
+    /// were read from `path`.
+    pub fn from_bytes(
+        engine: &Engine,
+        path: &Path,
+        bytes: &[u8],
+        config: Vec<(String, String)>,
+        limits: SandboxLimits,
+        cache: Option<&ComponentCache>,
+    ) -> anyhow::Result<Self> {
+        let digest = hex(&Sha256::digest(bytes));
+        let (component, source) = load_component(engine, bytes, &digest, cache)
+            .with_context(|| format!("failed to load plugin {path:?}"))?;
         check_contract(engine, &component)
             .with_context(|| format!("failed to load plugin {path:?}"))?;
 
@@ -114,9 +140,30 @@ impl Plugin {
             version = %plugin.identity.version,
             digest = %plugin.identity.digest,
             path = ?plugin.path,
+            compiled = source == ComponentSource::Compiled,
             "plugin loaded"
         );
         Ok(plugin)
+    }
+
+    /// Creates a second plugin from the same compiled component, with its
+    /// own instance, for calls that must not touch this one's state.
+    pub fn fork(&self) -> anyhow::Result<Self> {
+        let mut plugin = Self {
+            path: self.path.clone(),
+            pre: self.pre.clone(),
+            config: self.config.clone(),
+            limits: self.limits,
+            identity: self.identity.clone(),
+            live: None,
+        };
+        plugin.instantiate()?;
+        Ok(plugin)
+    }
+
+    /// Returns the path the plugin was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Returns the plugin's name, version and digest.
@@ -402,10 +449,6 @@ impl IsolationBudget {
             ),
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
 #[cfg(test)]

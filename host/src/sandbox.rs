@@ -66,15 +66,35 @@ impl SandboxLimits {
     }
 }
 
-/// Creates the engine for plugins and starts the thread that advances its
-/// epoch every [`EPOCH_TICK`].
-pub fn create_engine() -> anyhow::Result<Engine> {
+/// Returns the engine settings every plugin runs under. The component
+/// cache keys its entries by what these settings change in compiled code.
+pub fn engine_config() -> Config {
     let mut config = Config::new();
     config
         .wasm_component_model(true)
         .epoch_interruption(true)
         .max_wasm_stack(MAX_WASM_STACK);
-    let engine = Engine::new(&config)
+    config
+}
+
+/// Creates the engine for plugins from [`engine_config`] and starts the
+/// thread that advances its epoch every [`EPOCH_TICK`].
+pub fn create_engine() -> anyhow::Result<Engine> {
+    create_engine_with(&engine_config())
+}
+
+/// Creates an engine like [`create_engine`] whose compiler uses one
+/// thread. A long-running host compiles swapped-in plugins next to the
+/// batches it serves, and a compile on every core raises their latency.
+/// The compiled code is the same as with [`create_engine`].
+pub fn create_engine_compiling_on_one_thread() -> anyhow::Result<Engine> {
+    let mut config = engine_config();
+    config.parallel_compilation(false);
+    create_engine_with(&config)
+}
+
+fn create_engine_with(config: &Config) -> anyhow::Result<Engine> {
+    let engine = Engine::new(config)
         .map_err(anyhow::Error::from)
         .context("failed to create wasmtime engine")?;
 

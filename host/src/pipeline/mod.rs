@@ -7,6 +7,10 @@
 //! record's offset is committed only after everything it produced is
 //! acknowledged by all in-sync replicas, so a crash replays the records
 //! whose outputs may be incomplete, and can write some of them twice.
+//!
+//! A third task (see [`crate::swap`]) prepares replacement plugins; the
+//! loop swaps one in between two batches, so every batch is enriched by
+//! one plugin and its outputs name that plugin.
 
 mod commit;
 mod consume;
@@ -24,8 +28,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weblog_common::{KafkaArgs, LoggingContext};
 
+use crate::cache::ComponentCache;
+use crate::canary::{RecentRecords, CANARY_SAMPLE_SIZE};
 use crate::plugin::Plugin;
 use crate::sandbox::{self, SandboxLimits};
+use crate::swap::{self, Replacement, SwapCounts, SwapSettings};
 use commit::{PendingBatch, PipelineCounts};
 
 /// How long startup waits for topic metadata before it gives up.
@@ -56,17 +63,21 @@ pub struct PipelineConfig {
     pub batch_linger: Duration,
     /// Max batches whose outputs are in flight before consumption pauses.
     pub max_in_flight_batches: usize,
+    /// Directory of compiled components, or `None` to compile every time.
+    pub component_cache: Option<PathBuf>,
 }
 
 /// Runs the pipeline until `shutdown` is cancelled, then finishes in-flight
 /// batches, commits and returns.
 pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let engine = sandbox::create_engine()?;
-    let mut plugin = Plugin::load(
+    let engine = sandbox::create_engine_compiling_on_one_thread()?;
+    let cache = config.component_cache.clone().map(ComponentCache::new);
+    let mut plugin = Plugin::load_cached(
         &engine,
         &config.plugin_path,
         config.plugin_config.clone(),
         config.limits,
+        cache.as_ref(),
     )?;
 
     let producer_config = config.kafka.producer_config()?;
@@ -101,12 +112,23 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     let counts = Arc::new(PipelineCounts::default());
     let (pending, pending_rx) = mpsc::channel::<PendingBatch>(config.max_in_flight_batches);
     let committer = tokio::spawn(commit::commit_in_order(consumer.clone(), pending_rx));
-    let output = produce::Output::new(
-        producer.clone(),
-        &config,
-        plugin.identity(),
-        message_max_bytes,
-    );
+    let output = produce::Output::new(producer.clone(), &config, message_max_bytes);
+    let recent = RecentRecords::new(CANARY_SAMPLE_SIZE);
+    let swap_counts = Arc::new(SwapCounts::default());
+    let swap_settings = SwapSettings {
+        engine: engine.clone(),
+        path: config.plugin_path.clone(),
+        plugin_config: config.plugin_config.clone(),
+        limits: config.limits,
+        cache,
+    };
+    let mut replacements = swap::spawn_swap_task(
+        swap_settings,
+        plugin.fork()?,
+        recent.clone(),
+        swap_counts.clone(),
+        shutdown.child_token(),
+    )?;
     let started = Instant::now();
 
     let loop_result = async {
@@ -114,8 +136,14 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
             let Some(batch) = consume::next_batch(&consumer, &config, &shutdown).await? else {
                 break;
             };
+            while let Ok(replacement) = replacements.try_recv() {
+                plugin = swap_in(plugin, replacement, &swap_counts);
+            }
+            recent.push_batch(&batch.records);
             let outcomes = tokio::task::block_in_place(|| plugin.enrich(&batch.records));
-            let batch = output.send(batch, outcomes, &counts).await?;
+            let batch = output
+                .send(batch, outcomes, plugin.identity(), &counts)
+                .await?;
             if pending.send(batch).await.is_err() {
                 // The committer stopped, so its error is what gets reported.
                 break;
@@ -136,10 +164,32 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         consumed = counts.consumed(),
         enriched = counts.enriched(),
         dead_lettered = counts.dead_lettered(),
+        plugin_swaps = swap_counts.swapped(),
+        plugin_swaps_rejected = swap_counts.rejected(),
         seconds = started.elapsed().as_secs_f64(),
         "stopped"
     );
     Ok(())
+}
+
+/// Replaces `running` with the checked candidate and logs both.
+fn swap_in(running: Plugin, replacement: Replacement, counts: &SwapCounts) -> Plugin {
+    let old = running.identity();
+    let new = replacement.plugin.identity();
+    counts.add_swapped();
+    tracing::info!(
+        trigger = replacement.trigger,
+        old_plugin = %old.name,
+        old_version = %old.version,
+        old_digest = %old.digest,
+        plugin = %new.name,
+        version = %new.version,
+        digest = %new.digest,
+        prepared_ms = replacement.prepared_in.as_millis() as u64,
+        swaps = counts.swapped(),
+        "plugin swapped"
+    );
+    replacement.plugin
 }
 
 /// Returns the producer's `message.max.bytes`: the value set with

@@ -44,9 +44,6 @@ pub(super) struct Output {
     producer: FutureProducer<LoggingContext>,
     output_topic: String,
     dlq_topic: String,
-    plugin_name: String,
-    plugin_version: String,
-    plugin_digest: String,
     /// The producer's `message.max.bytes`.
     message_max_bytes: usize,
 }
@@ -55,7 +52,6 @@ impl Output {
     pub(super) fn new(
         producer: FutureProducer<LoggingContext>,
         config: &PipelineConfig,
-        plugin: &PluginIdentity,
         message_max_bytes: usize,
     ) -> Self {
         Self {
@@ -63,18 +59,17 @@ impl Output {
             producer,
             output_topic: config.output_topic.clone(),
             dlq_topic: config.dlq_topic.clone(),
-            plugin_name: plugin.name.clone(),
-            plugin_version: plugin.version.clone(),
-            plugin_digest: plugin.digest.clone(),
         }
     }
 
     /// Hands every output of the batch to the producer and returns the
-    /// delivery futures with the offsets they cover.
+    /// delivery futures with the offsets they cover. `plugin` is the plugin
+    /// that produced `outcomes`, named in every output's headers.
     pub(super) async fn send(
         &self,
         batch: ConsumedBatch,
         outcomes: Vec<EnrichOutcome>,
+        plugin: &PluginIdentity,
         counts: &PipelineCounts,
     ) -> anyhow::Result<PendingBatch> {
         anyhow::ensure!(
@@ -86,14 +81,14 @@ impl Output {
         let mut deliveries = Vec::with_capacity(batch.records.len());
         for (input, outcome) in batch.records.iter().zip(outcomes) {
             let outcome = match outcome {
-                EnrichOutcome::Enriched(records) => self.check_sizes(input, records),
+                EnrichOutcome::Enriched(records) => self.check_sizes(input, plugin, records),
                 failed => failed,
             };
             match outcome {
                 EnrichOutcome::Enriched(records) => {
                     counts.add_enriched(records.len());
                     for record in &records {
-                        let headers = self.source_headers(input);
+                        let headers = source_headers(input, plugin);
                         deliveries.push(
                             self.produce(&self.output_topic, input, record.as_bytes(), headers)
                                 .await?,
@@ -102,7 +97,7 @@ impl Output {
                 }
                 EnrichOutcome::Failed(failure) => {
                     counts.add_dead_lettered(1);
-                    let headers = self.failure_headers(input, &failure);
+                    let headers = failure_headers(input, plugin, &failure);
                     deliveries.push(
                         self.produce(&self.dlq_topic, input, &input.value, headers)
                             .await?,
@@ -152,8 +147,13 @@ impl Output {
     /// Turns `records` into a failure when one of them, with the input's
     /// key and the output headers, would exceed `message.max.bytes`: the
     /// producer would refuse it, and that error stops the host.
-    fn check_sizes(&self, input: &InputRecord, records: Vec<String>) -> EnrichOutcome {
-        let headers = self.source_headers(input);
+    fn check_sizes(
+        &self,
+        input: &InputRecord,
+        plugin: &PluginIdentity,
+        records: Vec<String>,
+    ) -> EnrichOutcome {
+        let headers = source_headers(input, plugin);
         let header_bytes: usize = headers
             .iter()
             .map(|header| {
@@ -187,25 +187,29 @@ impl Output {
             ),
         })
     }
+}
 
-    fn source_headers(&self, input: &InputRecord) -> OwnedHeaders {
-        OwnedHeaders::new_with_capacity(6)
-            .insert(header(headers::PLUGIN_NAME, &self.plugin_name))
-            .insert(header(headers::PLUGIN_VERSION, &self.plugin_version))
-            .insert(header(headers::PLUGIN_DIGEST, &self.plugin_digest))
-            .insert(header(headers::SOURCE_TOPIC, &input.topic))
-            .insert(header(
-                headers::SOURCE_PARTITION,
-                &input.partition.to_string(),
-            ))
-            .insert(header(headers::SOURCE_OFFSET, &input.offset.to_string()))
-    }
+fn source_headers(input: &InputRecord, plugin: &PluginIdentity) -> OwnedHeaders {
+    OwnedHeaders::new_with_capacity(6)
+        .insert(header(headers::PLUGIN_NAME, &plugin.name))
+        .insert(header(headers::PLUGIN_VERSION, &plugin.version))
+        .insert(header(headers::PLUGIN_DIGEST, &plugin.digest))
+        .insert(header(headers::SOURCE_TOPIC, &input.topic))
+        .insert(header(
+            headers::SOURCE_PARTITION,
+            &input.partition.to_string(),
+        ))
+        .insert(header(headers::SOURCE_OFFSET, &input.offset.to_string()))
+}
 
-    fn failure_headers(&self, input: &InputRecord, failure: &Failure) -> OwnedHeaders {
-        self.source_headers(input)
-            .insert(header(headers::ERROR_KIND, failure.kind.as_str()))
-            .insert(header(headers::ERROR_REASON, &failure.reason))
-    }
+fn failure_headers(
+    input: &InputRecord,
+    plugin: &PluginIdentity,
+    failure: &Failure,
+) -> OwnedHeaders {
+    source_headers(input, plugin)
+        .insert(header(headers::ERROR_KIND, failure.kind.as_str()))
+        .insert(header(headers::ERROR_REASON, &failure.reason))
 }
 
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {

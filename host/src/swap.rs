@@ -1,0 +1,307 @@
+//! Replacing the running plugin without stopping the pipeline.
+//!
+//! A task watches the plugin file and listens for SIGHUP. On either
+//! trigger it loads the file as a candidate on a blocking thread: it
+//! compiles the component (or loads it from the component cache),
+//! instantiates it, calls `init` with the running plugin's config and runs
+//! the canary check of [`crate::canary`] against an instance of the
+//! running plugin. A candidate that passes is sent to the pipeline, which
+//! swaps it in between two batches. A candidate that fails is logged at
+//! warn and counted, and the running plugin stays.
+//!
+//! The file is polled once per [`WATCH_INTERVAL`] for a change of its
+//! modification time, size or inode, instead of using inotify: one `stat`
+//! per second is free, a delay of up to a second is fine for a deploy, and
+//! polling sees a file written in place, a file renamed over the old one
+//! and a symlink pointed elsewhere alike, with no watch on the directory to
+//! keep alive.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::Context;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use wasmtime::Engine;
+
+use crate::cache::ComponentCache;
+use crate::canary::{judge, CanaryTally, RecentRecords};
+use crate::plugin::Plugin;
+use crate::sandbox::SandboxLimits;
+
+/// How often the plugin file is checked for a change.
+pub const WATCH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Wait after a change is seen before the file is checked again. A file
+/// that changed in that time is still being written and is loaded on a
+/// later poll.
+const SETTLE_DELAY: Duration = Duration::from_millis(200);
+
+/// A plugin that passed the canary check, to be swapped in before the
+/// next batch.
+pub struct Replacement {
+    /// The candidate, already instantiated and initialised.
+    pub plugin: Plugin,
+    /// What started the swap: `file change` or `SIGHUP`.
+    pub trigger: &'static str,
+    /// Time from the trigger to a checked candidate.
+    pub prepared_in: Duration,
+}
+
+/// Swap attempts since the start.
+#[derive(Debug, Default)]
+pub struct SwapCounts {
+    swapped: AtomicU64,
+    rejected: AtomicU64,
+}
+
+impl SwapCounts {
+    /// Records a candidate swapped in by the pipeline.
+    pub fn add_swapped(&self) {
+        self.swapped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Returns the number of candidates swapped in.
+    pub fn swapped(&self) -> u64 {
+        self.swapped.load(Ordering::Relaxed)
+    }
+
+    /// Returns the number of candidates rejected.
+    pub fn rejected(&self) -> u64 {
+        self.rejected.load(Ordering::Relaxed)
+    }
+}
+
+/// Everything a candidate is loaded with: the running plugin's settings.
+pub struct SwapSettings {
+    /// Engine of the running plugin; a component only runs in the engine
+    /// that compiled or deserialized it.
+    pub engine: Engine,
+    /// Path of the plugin file.
+    pub path: PathBuf,
+    /// Settings passed to the candidate's `init`.
+    pub plugin_config: Vec<(String, String)>,
+    /// Limits of the candidate's instances.
+    pub limits: SandboxLimits,
+    /// Cache of compiled components, if enabled.
+    pub cache: Option<ComponentCache>,
+}
+
+/// Starts the swap task. `reference` is a second instance of the running
+/// plugin for the canary check, and `recent` the records it checks on.
+/// Returns the channel on which checked candidates arrive.
+pub fn spawn_swap_task(
+    settings: SwapSettings,
+    reference: Plugin,
+    recent: RecentRecords,
+    counts: Arc<SwapCounts>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<mpsc::Receiver<Replacement>> {
+    let hangup = signal(SignalKind::hangup()).context("failed to listen for SIGHUP")?;
+    let (sender, receiver) = mpsc::channel(1);
+    let last_seen = FileSignature::read(&settings.path).ok();
+    let swapper = Swapper {
+        settings,
+        reference,
+        recent,
+        counts,
+    };
+    tokio::spawn(watch(swapper, hangup, last_seen, sender, shutdown));
+    Ok(receiver)
+}
+
+/// The part of the swap task that runs on a blocking thread.
+struct Swapper {
+    settings: SwapSettings,
+    reference: Plugin,
+    recent: RecentRecords,
+    counts: Arc<SwapCounts>,
+}
+
+async fn watch(
+    mut swapper: Swapper,
+    mut hangup: tokio::signal::unix::Signal,
+    mut last_seen: Option<FileSignature>,
+    sender: mpsc::Sender<Replacement>,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(WATCH_INTERVAL);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let trigger = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = hangup.recv() => "SIGHUP",
+            _ = ticks.tick() => {
+                if !file_changed(&swapper.settings.path, &mut last_seen).await {
+                    continue;
+                }
+                "file change"
+            }
+        };
+        tracing::info!(trigger, path = ?swapper.settings.path, "loading candidate plugin");
+        let started = Instant::now();
+        let joined = tokio::task::spawn_blocking(move || {
+            let result = swapper.prepare(trigger, started);
+            (swapper, result)
+        })
+        .await;
+        let result;
+        (swapper, result) = match joined {
+            Ok(done) => done,
+            Err(error) => {
+                tracing::error!(error = %error, "plugin swap task failed, hot swap is off");
+                return;
+            }
+        };
+        match result {
+            Ok(Some(replacement)) => {
+                if sender.send(replacement).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                swapper.counts.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    trigger,
+                    path = ?swapper.settings.path,
+                    rejected_total = swapper.counts.rejected(),
+                    error = %format!("{error:#}"),
+                    "plugin swap rejected, keeping the running plugin"
+                );
+            }
+        }
+    }
+}
+
+impl Swapper {
+    /// Loads and checks a candidate. Returns `None` when the file holds the
+    /// running plugin, and an error naming the reason when the candidate
+    /// is rejected.
+    fn prepare(
+        &mut self,
+        trigger: &'static str,
+        started: Instant,
+    ) -> anyhow::Result<Option<Replacement>> {
+        let settings = &self.settings;
+        let bytes = std::fs::read(&settings.path)
+            .with_context(|| format!("failed to read plugin {:?}", settings.path))?;
+        let mut candidate = Plugin::from_bytes(
+            &settings.engine,
+            &settings.path,
+            &bytes,
+            settings.plugin_config.clone(),
+            settings.limits,
+            settings.cache.as_ref(),
+        )?;
+        if candidate.identity().digest == self.reference.identity().digest {
+            tracing::info!(
+                digest = %candidate.identity().digest,
+                "plugin file holds the running plugin, nothing to swap"
+            );
+            return Ok(None);
+        }
+
+        let sample = self.recent.snapshot();
+        let running = CanaryTally::from_outcomes(&self.reference.enrich(&sample));
+        let checked = CanaryTally::from_outcomes(&candidate.enrich(&sample));
+        tracing::info!(
+            records = sample.len(),
+            running_rejected = running.rejected,
+            running_faulted = running.faulted,
+            candidate_rejected = checked.rejected,
+            candidate_faulted = checked.faulted,
+            "canary sample enriched"
+        );
+        judge(running, checked).map_err(anyhow::Error::msg)?;
+
+        self.reference = candidate.fork()?;
+        Ok(Some(Replacement {
+            plugin: candidate,
+            trigger,
+            prepared_in: started.elapsed(),
+        }))
+    }
+}
+
+/// Returns whether the file changed since `last_seen` and then stayed the
+/// same for [`SETTLE_DELAY`]; updates `last_seen` when it did.
+async fn file_changed(path: &Path, last_seen: &mut Option<FileSignature>) -> bool {
+    let Ok(current) = FileSignature::read(path) else {
+        return false;
+    };
+    if last_seen.as_ref() == Some(&current) {
+        return false;
+    }
+    tokio::time::sleep(SETTLE_DELAY).await;
+    match FileSignature::read(path) {
+        Ok(settled) if settled == current => {
+            *last_seen = Some(current);
+            true
+        }
+        _ => false,
+    }
+}
+
+/// What a poll compares to see that the plugin file changed.
+#[derive(Debug, PartialEq, Eq)]
+struct FileSignature {
+    modified: SystemTime,
+    size: u64,
+    inode: u64,
+}
+
+impl FileSignature {
+    /// Reads the signature of `path`, following symlinks.
+    fn read(path: &Path) -> std::io::Result<Self> {
+        let metadata = std::fs::metadata(path)?;
+        Ok(Self {
+            modified: metadata.modified()?,
+            size: metadata.size(),
+            inode: metadata.ino(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn rename_over_file_is_a_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("plugin.wasm");
+        std::fs::write(&path, b"first").expect("write");
+        let mut last_seen = FileSignature::read(&path).ok();
+        assert!(
+            !file_changed(&path, &mut last_seen).await,
+            "nothing changed"
+        );
+
+        // Same size and, on a coarse clock, the same mtime: only the
+        // inode tells the files apart.
+        let next = dir.path().join("next.wasm");
+        std::fs::write(&next, b"other").expect("write");
+        std::fs::rename(&next, &path).expect("rename");
+        assert!(
+            file_changed(&path, &mut last_seen).await,
+            "renamed into place"
+        );
+        assert!(!file_changed(&path, &mut last_seen).await, "seen once");
+    }
+
+    #[tokio::test]
+    async fn missing_file_is_no_change() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("plugin.wasm");
+        std::fs::write(&path, b"first").expect("write");
+        let mut last_seen = FileSignature::read(&path).ok();
+        std::fs::remove_file(&path).expect("remove");
+        assert!(!file_changed(&path, &mut last_seen).await);
+        assert!(last_seen.is_some(), "the last signature stays");
+    }
+}
