@@ -2,6 +2,8 @@
 //!
 //! - `enrich_file`: the host's `enrich-file` command with the default
 //!   plugin, no Kafka needed.
+//! - `anonymize`: the anonymize plugin through `enrich-file`, on raw lines
+//!   and chained after the default plugin.
 //! - `sandbox`: the plugin sandbox against the misbehaving test plugins in
 //!   `fixtures/plugins`, through `enrich-file` and, with Kafka, `run`.
 //! - `shipper`, `sink`, `host`: each binary against a real Kafka broker.
@@ -17,6 +19,7 @@
 
 mod util;
 
+mod anonymize;
 mod edge_cases;
 mod enrich_file;
 mod sandbox;

@@ -49,6 +49,16 @@ pub fn default_plugin() -> PathBuf {
     path
 }
 
+/// Path of the anonymize plugin built for wasm32-wasip2.
+pub fn anonymize_plugin() -> PathBuf {
+    let path = repo_root().join("plugins/target/wasm32-wasip2/release/weblog_anonymize.wasm");
+    assert!(
+        path.is_file(),
+        "plugin {path:?} not found; build it with `make plugin`"
+    );
+    path
+}
+
 /// Path of a test plugin from `tests/fixtures/plugins`, by the file name
 /// of its component without `.wasm` (`weblog_test_hostile`).
 ///
