@@ -8,6 +8,8 @@ use clap::Parser;
 use rdkafka::ClientConfig;
 use weblog_common::{KafkaArgs, LogArgs};
 
+use crate::write::Rotation;
+
 /// Topic read when `--topic` is not given: the one the host writes.
 pub(crate) const DEFAULT_TOPIC: &str = "web-logs-enriched";
 
@@ -35,10 +37,33 @@ pub(crate) const DEFAULT_BATCH_LINGER_MS: u64 = 100;
 #[derive(Parser, Debug)]
 #[command(name = "weblog-sink", version)]
 pub(crate) struct Cli {
-    /// JSON Lines file that receives the records. It is created when
-    /// missing and appended to otherwise.
+    /// JSON Lines file that receives the records. Its checkpoint is kept
+    /// at PATH.checkpoint and rotated files at PATH.000001 and up. A run
+    /// resumes at the checkpoint; without one, PATH must be missing or
+    /// empty.
     #[arg(long, env = "WEBLOG_SINK_OUTPUT", value_name = "PATH")]
     pub(crate) output: PathBuf,
+
+    /// Rotate the output file once it has at least this many bytes. The
+    /// check runs after each batch, so a file can exceed it by one batch.
+    /// Off when not given.
+    #[arg(
+        long,
+        env = "WEBLOG_SINK_ROTATE_BYTES",
+        value_name = "BYTES",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) rotate_bytes: Option<u64>,
+
+    /// Rotate the output file once this many seconds have passed since its
+    /// first record was written in this run. Off when not given.
+    #[arg(
+        long,
+        env = "WEBLOG_SINK_ROTATE_INTERVAL_SECS",
+        value_name = "SECONDS",
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub(crate) rotate_interval_secs: Option<u64>,
 
     /// Kafka topic to read the enriched records from.
     #[arg(long, env = "WEBLOG_ENRICHED_TOPIC", default_value = DEFAULT_TOPIC)]
@@ -49,8 +74,9 @@ pub(crate) struct Cli {
     #[arg(long, env = "WEBLOG_DLQ_TOPIC", default_value = DEFAULT_DLQ_TOPIC)]
     pub(crate) dlq_topic: String,
 
-    /// Kafka consumer group whose committed offsets record how far the file
-    /// is written.
+    /// Kafka consumer group. Its committed offsets follow the checkpoint,
+    /// for lag monitoring, and are where a partition without a checkpoint
+    /// entry starts.
     #[arg(long, env = "WEBLOG_SINK_GROUP_ID", default_value = DEFAULT_GROUP_ID)]
     pub(crate) group_id: String,
 
@@ -80,6 +106,8 @@ pub(crate) struct Cli {
 pub(crate) struct Config {
     /// JSON Lines file to append to.
     pub(crate) output: PathBuf,
+    /// When to rotate the output file.
+    pub(crate) rotation: Rotation,
     /// Topic to consume.
     pub(crate) topic: String,
     /// Topic for records that are not one line of JSON.
@@ -105,6 +133,10 @@ impl TryFrom<Cli> for Config {
             consumer: cli.kafka.consumer_config(&cli.group_id)?,
             producer: cli.kafka.producer_config()?,
             output: cli.output,
+            rotation: Rotation {
+                max_bytes: cli.rotate_bytes,
+                interval: cli.rotate_interval_secs.map(Duration::from_secs),
+            },
             topic: cli.topic,
             dlq_topic: cli.dlq_topic,
             group_id: cli.group_id,
@@ -140,6 +172,29 @@ mod tests {
         assert_eq!(config.group_id, DEFAULT_GROUP_ID);
         assert_eq!(config.batch_size, 1000);
         assert_eq!(config.batch_linger, Duration::from_millis(100));
+        assert_eq!(config.rotation, Rotation::default());
+    }
+
+    #[test]
+    fn rotation_flags_apply() {
+        let args = [
+            "--output",
+            "o",
+            "--rotate-bytes",
+            "1048576",
+            "--rotate-interval-secs",
+            "3600",
+        ];
+        let cli = parse(&args).expect("flags are valid");
+        let config = Config::try_from(cli).expect("config is valid");
+        assert_eq!(config.rotation.max_bytes, Some(1_048_576));
+        assert_eq!(config.rotation.interval, Some(Duration::from_secs(3600)));
+    }
+
+    #[test]
+    fn zero_rotate_bytes_is_rejected() {
+        let error = parse(&["--output", "o", "--rotate-bytes", "0"]).expect_err("size 0");
+        assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

@@ -1,13 +1,25 @@
-//! The consume loop: collect a batch, write it, make it durable, commit it.
+//! The consume loop: collect a batch, write it, checkpoint it, commit it.
 //!
 //! Each batch is handled in this order: the valid values are appended to
 //! the file and fsynced, the rejected ones are produced to the dead-letter
-//! topic and acknowledged, and only then are the batch's offsets committed.
-//! A failure in either step ends the run before the commit, so every
-//! committed record is either on disk or in the dead-letter topic.
+//! topic and acknowledged, the checkpoint records the file length and the
+//! offsets after the batch, and only then are the offsets committed to
+//! Kafka. A failure in any step ends the run before the checkpoint, so the
+//! next run truncates the batch's lines and writes them again. The Kafka
+//! commit serves lag monitoring and partitions without a checkpoint entry.
+//!
+//! Records below a partition's position (the checkpointed offset, or the
+//! one after the last record taken into a batch) are dropped. They arrive
+//! when a rebalance gives a partition back and the consumer starts it at
+//! the checkpoint while the batch in memory holds later records.
+//!
+//! One sink instance per output file is the supported setup. With two in
+//! one group, a partition revoked from one instance while its records sit
+//! in that instance's batch is also read by its new owner, so those
+//! records end up in both output files.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use anyhow::{bail, Context};
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -17,13 +29,14 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use crate::checkpoint::Offsets;
 use crate::config::Config;
+use crate::context::{SharedOffsets, SinkContext};
 use crate::dead_letter::{DeadLetters, Rejected};
 use crate::record::check_value;
 use crate::write::SinkWriter;
-use weblog_common::LoggingContext;
 
-type SinkConsumer = StreamConsumer<LoggingContext>;
+type SinkConsumer = StreamConsumer<SinkContext>;
 
 /// Counts of one run or one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -40,12 +53,15 @@ pub(crate) async fn run(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<SinkSummary> {
-    let mut writer = SinkWriter::open(&config.output).await?;
+    let mut writer =
+        tokio::task::block_in_place(|| SinkWriter::open(&config.output, config.rotation))?;
+    let mut positions = writer.offsets();
+    let checkpointed: SharedOffsets = Arc::new(Mutex::new(positions.clone()));
     let dead_letters = DeadLetters::new(&config.producer, &config.dlq_topic)?;
     let servers = config.consumer.get("bootstrap.servers").unwrap_or_default();
     let consumer: SinkConsumer = config
         .consumer
-        .create_with_context(LoggingContext::default())
+        .create_with_context(SinkContext::new(Arc::clone(&checkpointed)))
         .with_context(|| format!("failed to create consumer for {servers}"))?;
     consumer
         .subscribe(&[&config.topic])
@@ -60,12 +76,23 @@ pub(crate) async fn run(
 
     let mut summary = SinkSummary::default();
     loop {
-        let batch = collect_batch(&consumer, config, shutdown).await?;
+        let rotation_deadline = writer.rotation_deadline().map(Instant::from_std);
+        let batch = collect_batch(
+            &consumer,
+            config,
+            &mut positions,
+            rotation_deadline,
+            shutdown,
+        )
+        .await?;
         if !batch.is_empty() {
-            let counts = handle_batch(&consumer, &mut writer, &dead_letters, &batch).await?;
+            let counts =
+                handle_batch(&consumer, &mut writer, &dead_letters, &batch, &positions).await?;
+            *checkpointed.lock().unwrap_or_else(PoisonError::into_inner) = positions.clone();
             summary.written += counts.written;
             summary.dead_lettered += counts.dead_lettered;
         }
+        tokio::task::block_in_place(|| writer.rotate_if_due(std::time::Instant::now()))?;
         if shutdown.is_cancelled() {
             break;
         }
@@ -81,11 +108,14 @@ pub(crate) async fn run(
 
 /// Waits for the first record, then collects more until the batch is full,
 /// the linger time has passed or `shutdown` is cancelled. Returns an empty
-/// batch only when `shutdown` is cancelled before the first record. Fails
-/// on a fatal consumer error, leaving the batch uncommitted.
+/// batch when `shutdown` is cancelled or `rotation_deadline` passes before
+/// the first record. Advances `positions` past each record taken. Fails on
+/// a fatal consumer error, leaving the batch uncommitted.
 async fn collect_batch(
     consumer: &SinkConsumer,
     config: &Config,
+    positions: &mut Offsets,
+    rotation_deadline: Option<Instant>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Vec<OwnedMessage>> {
     let mut batch = Vec::new();
@@ -93,7 +123,8 @@ async fn collect_batch(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(batch),
-            received = consumer.recv() => push_received(&mut batch, received)?,
+            () = sleep_until(rotation_deadline) => return Ok(batch),
+            received = consumer.recv() => push_received(&mut batch, positions, received)?,
         }
     }
 
@@ -103,21 +134,46 @@ async fn collect_batch(
             biased;
             () = shutdown.cancelled() => break,
             () = tokio::time::sleep_until(deadline) => break,
-            received = consumer.recv() => push_received(&mut batch, received)?,
+            received = consumer.recv() => push_received(&mut batch, positions, received)?,
         }
     }
     Ok(batch)
 }
 
-/// Adds a received record to `batch`. A consumer error is logged and
-/// skipped, because librdkafka keeps fetching after it (a subscribed topic
-/// that does not exist yet, for example), unless librdkafka marks it fatal.
+/// Sleeps until `deadline`, or forever when it is `None`.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Adds a received record to `batch` unless its offset is below the
+/// partition's entry in `positions`, which means it is in the file or the
+/// batch already. A consumer error is logged and skipped, because
+/// librdkafka keeps fetching after it (a subscribed topic that does not
+/// exist yet, for example), unless librdkafka marks it fatal.
 fn push_received(
     batch: &mut Vec<OwnedMessage>,
+    positions: &mut Offsets,
     received: KafkaResult<BorrowedMessage<'_>>,
 ) -> anyhow::Result<()> {
     match received {
-        Ok(message) => batch.push(message.detach()),
+        Ok(message) => {
+            let key = (message.topic().to_string(), message.partition());
+            let position = positions.entry(key).or_insert(message.offset());
+            if message.offset() < *position {
+                tracing::trace!(
+                    topic = message.topic(),
+                    partition = message.partition(),
+                    offset = message.offset(),
+                    "skipped a record that is written already"
+                );
+                return Ok(());
+            }
+            *position = message.offset() + 1;
+            batch.push(message.detach());
+        }
         Err(KafkaError::MessageConsumptionFatal(code)) => {
             bail!("failed to consume records: fatal Kafka consumer error: {code}")
         }
@@ -126,12 +182,14 @@ fn push_received(
     Ok(())
 }
 
-/// Writes, dead-letters and commits one batch.
+/// Writes, dead-letters, checkpoints and commits one batch. `positions`
+/// are the offsets after every record taken so far, this batch included.
 async fn handle_batch(
     consumer: &Arc<SinkConsumer>,
     writer: &mut SinkWriter,
     dead_letters: &DeadLetters,
     batch: &[OwnedMessage],
+    positions: &Offsets,
 ) -> anyhow::Result<SinkSummary> {
     let mut lines = Vec::new();
     let mut rejected = Vec::new();
@@ -150,38 +208,30 @@ async fn handle_batch(
     };
 
     if !lines.is_empty() {
-        writer.append(&lines).await?;
+        tokio::task::block_in_place(|| writer.append(&lines))?;
     }
     dead_letters.send_all(&rejected).await?;
-    let positions = batch
+    tokio::task::block_in_place(|| writer.store_checkpoint(positions))?;
+    let partitions: BTreeMap<(&str, i32), i64> = batch
         .iter()
-        .map(|message| (message.topic(), message.partition(), message.offset()));
-    commit_offsets(consumer, next_offsets(positions)).await?;
+        .map(|message| {
+            let key = (message.topic().to_string(), message.partition());
+            ((message.topic(), message.partition()), positions[&key])
+        })
+        .collect();
+    commit_offsets(consumer, partitions).await?;
     tracing::debug!(
         records = batch.len(),
         written = counts.written,
         dead_lettered = counts.dead_lettered,
-        "batch committed"
+        "batch checkpointed and committed"
     );
     Ok(counts)
 }
 
-/// Returns, per topic and partition, the offset to commit after the given
-/// records: the highest offset plus one, which is the next record to read.
-fn next_offsets<'a>(
-    positions: impl IntoIterator<Item = (&'a str, i32, i64)>,
-) -> BTreeMap<(&'a str, i32), i64> {
-    let mut next = BTreeMap::new();
-    for (topic, partition, offset) in positions {
-        let entry = next.entry((topic, partition)).or_insert(offset + 1);
-        *entry = (*entry).max(offset + 1);
-    }
-    next
-}
-
 /// Commits `offsets` synchronously. A failed commit is logged and the loop
-/// goes on: the records are on disk already, and the worst outcome is that
-/// they are written again.
+/// goes on: the records are on disk and in the checkpoint already, so only
+/// the lag that the group shows is behind until the next commit.
 async fn commit_offsets(
     consumer: &Arc<SinkConsumer>,
     offsets: BTreeMap<(&str, i32), i64>,
@@ -200,12 +250,12 @@ async fn commit_offsets(
     .await
     .context("failed to join the commit task")?;
     if let Err(error) = result {
-        // Expected when a rebalance revoked a partition of this batch: its
-        // new owner reads the records again from the last commit.
+        // Expected when a rebalance revoked a partition of this batch. The
+        // checkpoint, not the group, says where this sink resumes.
         tracing::warn!(
             error = %error,
             offsets = %describe_offsets(&list),
-            "failed to commit offsets; these records will be written again"
+            "failed to commit offsets; the group's lag stays behind until the next commit"
         );
     }
     Ok(())
@@ -243,29 +293,6 @@ mod tests {
     const TOPIC: &str = "enriched-test";
     const DLQ_TOPIC: &str = "dlq-test";
     const GROUP: &str = "sink-test";
-
-    #[test]
-    fn next_offset_is_max_plus_one() {
-        let positions = [
-            ("a", 0, 5),
-            ("a", 0, 3),
-            ("a", 1, 0),
-            ("b", 0, 7),
-            ("a", 0, 9),
-        ];
-
-        let next = next_offsets(positions);
-
-        assert_eq!(next.len(), 3);
-        assert_eq!(next[&("a", 0)], 10);
-        assert_eq!(next[&("a", 1)], 1);
-        assert_eq!(next[&("b", 0)], 8);
-    }
-
-    #[test]
-    fn no_records_commit_nothing() {
-        assert!(next_offsets([]).is_empty());
-    }
 
     /// Builds a config the way `main` does, from flags, for the mock
     /// cluster at `bootstrap`.
@@ -476,8 +503,12 @@ mod tests {
         let cluster = start_cluster();
         let bootstrap = cluster.bootstrap_servers();
         produce(&bootstrap, 0, &[Some(br#"{"a":1}"#)]).await;
-        // Every write to /dev/full fails with ENOSPC, as on a full disk.
-        let config = config(&bootstrap, Path::new("/dev/full"));
+        // Every write to /dev/full fails with ENOSPC, as on a full disk. A
+        // link to it keeps the checkpoint in the temporary directory.
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = dir.path().join("out.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &output).expect("link to /dev/full");
+        let config = config(&bootstrap, &output);
 
         let shutdown = CancellationToken::new();
         let error = tokio::time::timeout(Duration::from_secs(30), run(&config, &shutdown))
@@ -487,9 +518,14 @@ mod tests {
 
         let message = format!("{error:#}");
         assert!(
-            message.contains("failed to write to output file \"/dev/full\""),
+            message.contains("failed to write to output file"),
             "{message}"
         );
+        assert!(message.contains("No space left on device"), "{message}");
+        let checkpoint = std::fs::read_to_string(dir.path().join("out.jsonl.checkpoint"))
+            .expect("read checkpoint");
+        assert!(checkpoint.contains("\"length\": 0"), "{checkpoint}");
+        assert!(checkpoint.contains("\"offsets\": []"), "{checkpoint}");
         let offsets = tokio::task::spawn_blocking(move || committed(&bootstrap))
             .await
             .expect("join committed offsets");

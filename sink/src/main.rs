@@ -1,26 +1,33 @@
 //! `weblog-sink` consumes the enriched records from Kafka and appends each
 //! one as a line to a JSON Lines file.
 //!
-//! Delivery is at-least-once. A batch's offsets are committed only after
-//! its records are written and fsynced, or acknowledged by the dead-letter
-//! topic, so a committed record is never lost. The guarantee stops short of
-//! exactly-once: when the sink dies after the fsync and before the commit,
-//! or when a rebalance makes that commit fail, the batch is consumed again
-//! and its records appear in the file twice.
+//! Delivery into the file is exactly-once. After each batch is written and
+//! fsynced, a checkpoint beside the file records its length and the next
+//! offset per partition. A restart truncates what was written after the
+//! last checkpoint and resumes the consumer at the checkpointed offsets,
+//! so a record is neither lost nor written twice when the sink is killed
+//! at any point. This holds for one sink instance per output file, and
+//! while nothing else writes to the file. Records sent to the dead-letter
+//! topic are at-least-once: a crash after their acknowledgement and before
+//! the checkpoint sends them again.
 //!
 //! Exit codes:
 //! - 0: a clean stop on SIGINT or SIGTERM, once the current batch is
 //!   committed.
 //! - 1: any error, such as a failed write. The batch in progress is then
-//!   not committed.
+//!   not checkpointed, and the next run writes it again.
 //! - 2: invalid flags.
 //!
 //! Layout: `config` turns flags into settings, `consume` runs the batch
-//! loop and commits, `record` checks each value, `write` owns the output
-//! file, and `dead_letter` the dead-letter producer.
+//! loop and commits, `context` starts assigned partitions at the
+//! checkpoint, `record` checks each value, `write` owns the output file and
+//! its rotation, `checkpoint` the checkpoint file, and `dead_letter` the
+//! dead-letter producer.
 
+mod checkpoint;
 mod config;
 mod consume;
+mod context;
 mod dead_letter;
 mod record;
 mod write;
