@@ -249,3 +249,39 @@ pub fn committed_and_end(group: &str, topic: &str) -> Vec<(i32, Option<i64>, i64
         })
         .collect()
 }
+
+/// Produces each value to its partition of `topic`, in order, and waits
+/// for all acks. Idempotence keeps the order within a partition through
+/// retries.
+pub fn produce_to_partitions(topic: &str, records: &[(i32, &[u8])]) {
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("acks", "all")
+        .set("enable.idempotence", "true")
+        .create()
+        .expect("create producer");
+    for (partition, value) in records {
+        let mut record = BaseRecord::<[u8], [u8]>::to(topic)
+            .partition(*partition)
+            .payload(value);
+        // The queue holds 100,000 records by default; wait while it is full.
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((
+                    rdkafka::error::KafkaError::MessageProduction(
+                        rdkafka::types::RDKafkaErrorCode::QueueFull,
+                    ),
+                    returned,
+                )) => {
+                    record = returned;
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err((error, _)) => panic!("failed to produce to {topic}: {error}"),
+            }
+        }
+    }
+    producer
+        .flush(Duration::from_secs(60))
+        .expect("flush test producer");
+}

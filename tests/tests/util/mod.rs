@@ -290,3 +290,36 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
     }
     condition()
 }
+
+/// SplitMix64: a small seeded generator, so that random test moments
+/// repeat from run to run.
+pub struct SeededRandom(pub u64);
+
+impl SeededRandom {
+    /// Returns the next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Returns a number from `low` to `high`, both included.
+    pub fn between(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_u64() % (high - low + 1)
+    }
+}
+
+/// Returns the seed of a SIGKILL test: `WEBLOG_SIGKILL_SEED` when set (in
+/// decimal, or hex with `0x`), else `default`.
+pub fn sigkill_seed(default: u64) -> u64 {
+    let Ok(text) = std::env::var("WEBLOG_SIGKILL_SEED") else {
+        return default;
+    };
+    let parsed = match text.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16),
+        None => text.parse(),
+    };
+    parsed.unwrap_or_else(|error| panic!("invalid WEBLOG_SIGKILL_SEED {text:?}: {error}"))
+}
