@@ -5,9 +5,9 @@
 //! `Component::serialize` wrote, in one file per key, so that a restart or
 //! a swap back to an earlier plugin does not compile again. The key is a
 //! SHA-256 over the component's own SHA-256 and wasmtime's compatibility
-//! hash of the engine (wasmtime version, target, compiler flags, tunables
-//! and wasm features), so a file is only ever looked up by an engine that
-//! could have written it.
+//! hash of the engine. That hash covers the wasmtime version, target,
+//! compiler flags, tunables and wasm features, so a file is only looked up
+//! by an engine that could have written it.
 //!
 //! The cache directory is a trust boundary: loading a compiled file runs
 //! its machine code unchecked, so only the host's user may write there.
@@ -33,7 +33,7 @@ pub struct ComponentCache {
     dir: PathBuf,
 }
 
-/// Where a component came from.
+/// Origin of a loaded component.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ComponentSource {
     /// Compiled now.

@@ -3,9 +3,9 @@
 //! The pipeline keeps the last [`CANARY_SAMPLE_SIZE`] input records in a
 //! [`RecentRecords`] buffer. A candidate plugin and the running plugin
 //! each enrich that sample in instances of their own, and [`judge`]
-//! compares the two tallies. The candidate is rejected when it fails a
-//! record in a way other than a `reject` (a trap, a timeout, the memory cap
-//! or invalid output) more often than the running plugin does, or when it
+//! compares the two tallies. The candidate is rejected when it faults on
+//! more records than the running plugin does, a fault being a trap, a
+//! timeout, the memory cap or invalid output. It is also rejected when it
 //! rejects clearly more of the sample: more than
 //! [`MAX_EXTRA_REJECTED_PERCENT`] percentage points and at least
 //! [`MIN_EXTRA_REJECTED`] records more.
@@ -28,7 +28,7 @@ pub const MAX_EXTRA_REJECTED_PERCENT: usize = 5;
 /// its reject rate, so that a sample of a few records cannot swing it.
 pub const MIN_EXTRA_REJECTED: usize = 3;
 
-/// What became of a canary sample in one plugin.
+/// Outcome counts of a canary sample in one plugin.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CanaryTally {
     /// Records in the sample.

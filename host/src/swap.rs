@@ -1,11 +1,11 @@
 //! Replacing the running plugin without stopping the pipeline.
 //!
 //! A task watches the plugin file and listens for SIGHUP. On either
-//! trigger it loads the file as a candidate on a blocking thread: it
-//! compiles the component (or loads it from the component cache),
-//! instantiates it, calls `init` with the running plugin's config and runs
-//! the canary check of [`crate::canary`] against an instance of the
-//! running plugin. A candidate that passes is sent to the pipeline, which
+//! trigger it loads the file as a candidate on a blocking thread. It
+//! compiles the component or loads it from the component cache,
+//! instantiates it and calls `init` with the running plugin's config.
+//! Then it runs the canary check of [`crate::canary`] against an instance
+//! of the running plugin. A candidate that passes is sent to the pipeline, which
 //! swaps it in between two batches. A candidate that fails is logged at
 //! warn and counted, and the running plugin stays.
 //!
@@ -46,7 +46,7 @@ const SETTLE_DELAY: Duration = Duration::from_millis(200);
 pub struct Replacement {
     /// The candidate, already instantiated and initialised.
     pub plugin: Plugin,
-    /// What started the swap: `file change` or `SIGHUP`.
+    /// Trigger of the swap: `file change` or `SIGHUP`.
     pub trigger: &'static str,
     /// Time from the trigger to a checked candidate.
     pub prepared_in: Duration,
@@ -179,8 +179,8 @@ async fn watch(
 }
 
 impl Swapper {
-    /// Loads and checks a candidate. Returns `None` when the file holds the
-    /// running plugin, and an error naming the reason when the candidate
+    /// Loads and checks a candidate. Returns `None` when the file contains
+    /// the running plugin, and an error naming the reason when the candidate
     /// is rejected.
     fn prepare(
         &mut self,
@@ -201,7 +201,7 @@ impl Swapper {
         if candidate.identity().digest == self.reference.identity().digest {
             tracing::info!(
                 digest = %candidate.identity().digest,
-                "plugin file holds the running plugin, nothing to swap"
+                "plugin file contains the running plugin, nothing to swap"
             );
             return Ok(None);
         }
@@ -247,7 +247,8 @@ async fn file_changed(path: &Path, last_seen: &mut Option<FileSignature>) -> boo
     }
 }
 
-/// What a poll compares to see that the plugin file changed.
+/// Modification time, size and inode of the plugin file, compared by each
+/// poll.
 #[derive(Debug, PartialEq, Eq)]
 struct FileSignature {
     modified: SystemTime,
@@ -282,8 +283,8 @@ mod tests {
             "nothing changed"
         );
 
-        // Same size and, on a coarse clock, the same mtime: only the
-        // inode tells the files apart.
+        // Same size and, on a coarse clock, the same mtime, so only the
+        // inode differs.
         let next = dir.path().join("next.wasm");
         std::fs::write(&next, b"other").expect("write");
         std::fs::rename(&next, &path).expect("rename");

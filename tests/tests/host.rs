@@ -1,15 +1,21 @@
 //! weblog-host against a real broker: what goes to the enriched topic and
-//! the dead-letter topic, with which keys and headers, and how it stops.
+//! the dead-letter topic, with which keys and headers, how it stops, and
+//! how it swaps its plugin under load.
 
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 use crate::util::kafka::{
-    committed_and_end, host_run_command, produce, unique_name, TestTopics, TopicReader,
+    committed_and_end, host_run_command, produce, unique_name, Received, TestTopics, TopicReader,
 };
-use crate::util::{default_plugin, ChildProcess};
+use crate::util::{corpus, default_plugin, fixture_plugin, split_lines, ChildProcess};
 
 const GOOD_LINE: &[u8] =
     b"198.51.100.7 - alice [10/Oct/2000:13:55:36 -0700] \"GET /api/orders/42 HTTP/1.1\" 200 512 \"-\" \"curl/8.0\"";
@@ -108,4 +114,333 @@ fn idle_host_stops_on_sigterm() {
     let (status, _) = host.terminate(Duration::from_secs(20));
     assert!(status.success(), "host exit {status}: {}", host.stderr());
     assert!(host.stderr().contains("stopped"), "{}", host.stderr());
+}
+
+/// Lines per produce call in the swap test.
+const SWAP_CHUNK_LINES: usize = 250;
+
+/// Lines the swap test produces at least, whatever the swaps take.
+const SWAP_MIN_LINES: usize = 3000;
+
+/// One step of the swap test: the bytes put in place as the plugin file
+/// and whether the host must swap them in.
+struct SwapStep {
+    label: &'static str,
+    bytes: Vec<u8>,
+    accepted: bool,
+}
+
+/// Four swaps while thousands of lines stream through the host. The plugin
+/// file becomes a build of the access-log plugin that differs only in a
+/// custom section, then a file that is not a component (rejected), then the
+/// test plugin in its default `enrich` mode, then the first build again.
+/// Every input offset
+/// ends up exactly once in the enriched or dead-letter topic, every output
+/// names one of the swapped-in plugins, and per partition the plugin
+/// changes only in swap order.
+#[test]
+fn plugin_swaps_under_load_lose_nothing() {
+    let topics = TestTopics::create("host-swap", 3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_path = dir.path().join("plugin.wasm");
+    let cache_dir = dir.path().join("components");
+
+    let first = std::fs::read(default_plugin()).expect("read default plugin");
+    let rebuilt = with_custom_section(&first, "weblog-test-build", b"second build");
+    let hostile = std::fs::read(fixture_plugin("weblog_test_hostile")).expect("read test plugin");
+    let steps = [
+        SwapStep {
+            label: "access-log with a custom section",
+            bytes: rebuilt.clone(),
+            accepted: true,
+        },
+        SwapStep {
+            label: "not a component",
+            bytes: b"this file is not a WASM component".to_vec(),
+            accepted: false,
+        },
+        SwapStep {
+            label: "test plugin in enrich mode",
+            bytes: hostile.clone(),
+            accepted: true,
+        },
+        SwapStep {
+            label: "access-log again",
+            bytes: first.clone(),
+            accepted: true,
+        },
+    ];
+    install_plugin(dir.path(), &plugin_path, &first);
+
+    let group = unique_name("host-swap");
+    let mut command = host_run_command(&topics, &group, &plugin_path);
+    command.arg("--component-cache").arg(&cache_dir);
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let ready = crate::util::wait_until(Duration::from_secs(60), || {
+        host.stderr().contains("consuming")
+    });
+    assert!(ready, "host never started consuming: {}", host.stderr());
+
+    // Produce until every swap is done, then one more chunk, so that
+    // each swap lands while records flow and the last plugin gets records.
+    let swaps_done = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let raw = topics.raw.clone();
+        let swaps_done = swaps_done.clone();
+        std::thread::spawn(move || produce_until(&raw, &swaps_done))
+    };
+
+    let mut swapped = 0;
+    let mut rejected = 0;
+    for step in &steps {
+        let installed = Instant::now();
+        install_plugin(dir.path(), &plugin_path, &step.bytes);
+        if step.accepted {
+            swapped += 1;
+        } else {
+            rejected += 1;
+        }
+        let seen = crate::util::wait_until(Duration::from_secs(120), || {
+            let stderr = host.stderr();
+            stderr.matches("plugin swapped").count() == swapped
+                && stderr.matches("plugin swap rejected").count() == rejected
+        });
+        assert!(seen, "no outcome for {}: {}", step.label, host.stderr());
+        eprintln!(
+            "swap to {}: outcome logged {} ms after the file was renamed into place",
+            step.label,
+            installed.elapsed().as_millis()
+        );
+        host.assert_running();
+    }
+    swaps_done.store(true, Ordering::Relaxed);
+    let produced = producer.join().expect("producer thread");
+
+    let outputs = read_outputs(&topics, produced);
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+    let stderr = host.stderr();
+
+    let dead_letters = outputs
+        .iter()
+        .filter(|record| record.headers.contains_key("weblog.error.kind"))
+        .count();
+    eprintln!(
+        "swap test: {produced} lines, {} outputs of which {dead_letters} dead letters",
+        outputs.len()
+    );
+
+    // Every input offset exactly once across enriched and dead letters.
+    let mut seen_offsets: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for record in &outputs {
+        *seen_offsets.entry(source_of(record)).or_default() += 1;
+    }
+    let duplicated: Vec<_> = seen_offsets.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(duplicated.is_empty(), "duplicated: {duplicated:?}");
+    assert_eq!(seen_offsets.len(), produced, "records lost");
+    let offsets = committed_and_end(&group, &topics.raw);
+    let ends: i64 = offsets.iter().map(|(_, _, end)| end).sum();
+    assert_eq!(ends, produced as i64, "{offsets:?}");
+    for (partition, committed, end) in &offsets {
+        assert_eq!(*committed, Some(*end), "partition {partition}");
+        for offset in 0..*end {
+            assert!(
+                seen_offsets.contains_key(&(*partition, offset)),
+                "{partition}/{offset} missing"
+            );
+        }
+    }
+
+    // Each output names one plugin, and the one digest fits its name.
+    let digest_a = sha256_hex(&first);
+    let digest_b = sha256_hex(&rebuilt);
+    let digest_c = sha256_hex(&hostile);
+    let mut names: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for record in &outputs {
+        names
+            .entry(record.header("weblog.plugin.digest").to_string())
+            .or_default()
+            .insert(record.header("weblog.plugin.name").to_string());
+    }
+    let digests: BTreeSet<&str> = names.keys().map(String::as_str).collect();
+    eprintln!("swap test: digests seen {names:?}");
+    let expected: BTreeSet<&str> = [&digest_a, &digest_b, &digest_c]
+        .into_iter()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(digests, expected, "{names:?}");
+    assert_eq!(names[&digest_a], BTreeSet::from(["access-log".to_string()]));
+    assert_eq!(names[&digest_b], BTreeSet::from(["access-log".to_string()]));
+    assert_eq!(names[&digest_c], BTreeSet::from(["hostile".to_string()]));
+
+    // Per partition, the digest changes only in swap order and ends on
+    // the last plugin swapped in.
+    let order = [
+        digest_a.as_str(),
+        digest_b.as_str(),
+        digest_c.as_str(),
+        digest_a.as_str(),
+    ];
+    for (partition, runs) in digest_runs(&outputs) {
+        assert!(
+            is_subsequence(&runs, &order),
+            "partition {partition}: {runs:?} is not in swap order {order:?}"
+        );
+        assert_eq!(
+            runs.last().copied(),
+            Some(digest_a.as_str()),
+            "partition {partition}"
+        );
+    }
+
+    // The rejected file is logged with its reason, and the cache contains
+    // the three components that compiled.
+    assert_eq!(
+        stderr.matches("plugin swap rejected").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("failed to compile"), "{stderr}");
+    assert_eq!(stderr.matches("plugin swapped").count(), 3, "{stderr}");
+    let entries = std::fs::read_dir(&cache_dir)
+        .expect("cache directory")
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .is_ok_and(|entry| entry.path().extension().is_some_and(|ext| ext == "cwasm"))
+        })
+        .count();
+    assert_eq!(entries, 3, "one cache entry per compiled component");
+}
+
+/// Writes `bytes` next to `path` and renames the file into place, the way
+/// a deploy replaces a plugin.
+fn install_plugin(dir: &Path, path: &Path, bytes: &[u8]) {
+    let temp = dir.join("plugin.wasm.new");
+    std::fs::write(&temp, bytes).expect("write plugin");
+    std::fs::rename(&temp, path).expect("rename plugin into place");
+}
+
+/// Returns the component with a custom section appended, which changes
+/// its digest but not its behaviour.
+fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
+    let mut content = leb128(name.len());
+    content.extend_from_slice(name.as_bytes());
+    content.extend_from_slice(payload);
+    let mut bytes = component.to_vec();
+    bytes.push(0);
+    bytes.extend(leb128(content.len()));
+    bytes.extend(content);
+    bytes
+}
+
+fn leb128(mut value: usize) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    loop {
+        let byte = (value & 0x7f) as u8;
+        value >>= 7;
+        if value == 0 {
+            bytes.push(byte);
+            return bytes;
+        }
+        bytes.push(byte | 0x80);
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+/// Produces keyed lines of the Elastic corpus in chunks until `done` is
+/// set and at least [`SWAP_MIN_LINES`] went out, then one more chunk.
+/// Returns the number of lines produced.
+fn produce_until(topic: &str, done: &AtomicBool) -> usize {
+    let lines = split_lines(&std::fs::read(corpus("elastic-apache.log")).expect("read corpus"));
+    let mut produced = 0;
+    let mut last_chunk = false;
+    loop {
+        let chunk: Vec<(Vec<u8>, &[u8])> = (produced..produced + SWAP_CHUNK_LINES)
+            .map(|n| {
+                (
+                    format!("k{n}").into_bytes(),
+                    lines[n % lines.len()].as_slice(),
+                )
+            })
+            .collect();
+        let records: Vec<(Option<&[u8]>, &[u8])> = chunk
+            .iter()
+            .map(|(key, value)| (Some(key.as_slice()), *value))
+            .collect();
+        produce(topic, &records);
+        produced += SWAP_CHUNK_LINES;
+        if last_chunk {
+            return produced;
+        }
+        last_chunk = done.load(Ordering::Relaxed) && produced >= SWAP_MIN_LINES;
+    }
+}
+
+/// Reads the enriched and dead-letter topics until outputs for
+/// `expected` distinct inputs arrived, then a little longer to catch
+/// duplicates.
+fn read_outputs(topics: &TestTopics, expected: usize) -> Vec<Received> {
+    let mut enriched = TopicReader::new(&topics.enriched);
+    let mut dlq = TopicReader::new(&topics.dlq);
+    let complete = crate::util::wait_until(Duration::from_secs(120), || {
+        enriched.poll_for(Duration::from_millis(300));
+        dlq.poll_for(Duration::from_millis(100));
+        let sources: BTreeSet<(i32, i64)> = enriched
+            .received
+            .iter()
+            .chain(&dlq.received)
+            .map(source_of)
+            .collect();
+        sources.len() >= expected
+    });
+    assert!(
+        complete,
+        "only {} enriched and {} dead letters for {expected} inputs",
+        enriched.received.len(),
+        dlq.received.len()
+    );
+    enriched.poll_for(Duration::from_secs(2));
+    dlq.poll_for(Duration::from_secs(1));
+    enriched.received.into_iter().chain(dlq.received).collect()
+}
+
+fn source_of(record: &Received) -> (i32, i64) {
+    let partition = record.header("weblog.source.partition").parse();
+    let offset = record.header("weblog.source.offset").parse();
+    (
+        partition.expect("partition header in decimal"),
+        offset.expect("offset header in decimal"),
+    )
+}
+
+/// Returns, per source partition, the plugin digests in source-offset
+/// order with consecutive repeats collapsed.
+fn digest_runs(outputs: &[Received]) -> BTreeMap<i32, Vec<&str>> {
+    let mut by_offset: BTreeMap<(i32, i64), &str> = BTreeMap::new();
+    for record in outputs {
+        by_offset.insert(source_of(record), record.header("weblog.plugin.digest"));
+    }
+    let mut runs: BTreeMap<i32, Vec<&str>> = BTreeMap::new();
+    for ((partition, _), digest) in by_offset {
+        let run = runs.entry(partition).or_default();
+        if run.last() != Some(&digest) {
+            run.push(digest);
+        }
+    }
+    runs
+}
+
+/// Tells whether `items` appear in `sequence` in the same order.
+fn is_subsequence(items: &[&str], sequence: &[&str]) -> bool {
+    let mut rest = sequence.iter();
+    items
+        .iter()
+        .all(|item| rest.any(|candidate| candidate == item))
 }
