@@ -8,7 +8,7 @@ PLUGIN_WASM := plugins/target/wasm32-wasip2/release/weblog_access_log.wasm
 KAFKA_TESTS := $(CARGO) test -p weblog-tests --features kafka-tests
 
 .PHONY: help toolchain plugin test-plugins build release broker-up broker-down \
-	demo test unit-test integration-test e2e lint clean
+	demo test unit-test integration-test e2e lint bench clean
 
 help:
 	@echo "make demo [LOG=path]  run the pipeline on a log (default $(LOG))"
@@ -16,6 +16,7 @@ help:
 	@echo "make e2e              only the end-to-end test on the real corpora"
 	@echo "make broker-up|broker-down   start or stop the local Kafka broker"
 	@echo "make lint             rustfmt and clippy on both workspaces"
+	@echo "make bench            plugin cost per line, native and in WASM (BENCHMARKS.md)"
 
 toolchain:
 	rustup target add wasm32-wasip2
@@ -60,6 +61,12 @@ lint:
 	cd plugins && $(CARGO) clippy --all-targets -- -D warnings
 	cd tests/fixtures/plugins && $(CARGO) fmt --all --check
 	cd tests/fixtures/plugins && $(CARGO) clippy --all-targets -- -D warnings
+
+# Criterion benchmarks, about two minutes after the builds: the plugin's
+# native parser, then native and WASM side by side through the host.
+bench: plugin
+	cd plugins && $(CARGO) bench --bench parse
+	$(CARGO) bench -p weblog-host --bench plugin
 
 clean:
 	$(CARGO) clean

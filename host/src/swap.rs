@@ -206,6 +206,8 @@ impl Swapper {
             return Ok(None);
         }
 
+        // NOTE: before the first batch the sample is empty, so any
+        // candidate that loads and initialises passes the check.
         let sample = self.recent.snapshot();
         let running = CanaryTally::from_outcomes(&self.reference.enrich(&sample));
         let checked = CanaryTally::from_outcomes(&candidate.enrich(&sample));
