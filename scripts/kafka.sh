@@ -553,4 +553,8 @@ main() {
     esac
 }
 
-main "$@"
+# scripts/kafka-cluster.sh sources this file for its functions and runs
+# commands of its own.
+if [[ ${BASH_SOURCE[0]} == "$0" ]]; then
+    main "$@"
+fi
