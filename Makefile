@@ -8,13 +8,16 @@ PLUGIN_WASM := plugins/target/wasm32-wasip2/release/weblog_access_log.wasm
 KAFKA_TESTS := $(CARGO) test -p weblog-tests --features kafka-tests
 
 .PHONY: help toolchain plugin test-plugins build release broker-up broker-down \
-	demo test unit-test integration-test e2e lint bench clean
+	demo test unit-test integration-test e2e cluster-up cluster-down cluster-test \
+	lint bench clean
 
 help:
 	@echo "make demo [LOG=path]  run the pipeline on a log (default $(LOG))"
 	@echo "make test             unit, integration and end-to-end tests"
 	@echo "make e2e              only the end-to-end test on the real corpora"
 	@echo "make broker-up|broker-down   start or stop the local Kafka broker"
+	@echo "make cluster-up|cluster-down start or stop the 3-node Kafka cluster"
+	@echo "make cluster-test     the shipper through broker crashes in that cluster"
 	@echo "make lint             rustfmt and clippy on both workspaces"
 	@echo "make bench            plugin cost per line, native and in WASM (BENCHMARKS.md)"
 
@@ -39,10 +42,16 @@ broker-up:
 broker-down:
 	scripts/kafka.sh down
 
+cluster-up:
+	scripts/kafka-cluster.sh up
+
+cluster-down:
+	scripts/kafka-cluster.sh down
+
 demo: plugin release
 	scripts/demo.sh "$(LOG)"
 
-test: unit-test integration-test
+test: unit-test integration-test cluster-test
 
 unit-test: plugin test-plugins build
 	$(CARGO) test --workspace --exclude weblog-tests
@@ -50,6 +59,9 @@ unit-test: plugin test-plugins build
 
 integration-test: plugin test-plugins build
 	scripts/with-broker.sh $(KAFKA_TESTS)
+
+cluster-test: build
+	scripts/kafka-cluster.sh run $(CARGO) test -p weblog-tests --features cluster-tests cluster
 
 e2e: plugin build
 	scripts/with-broker.sh $(KAFKA_TESTS) end_to_end

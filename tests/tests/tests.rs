@@ -19,6 +19,9 @@
 
 mod util;
 
+#[cfg(feature = "cluster-tests")]
+mod cluster;
+
 mod anonymize;
 mod edge_cases;
 mod enrich_file;

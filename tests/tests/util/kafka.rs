@@ -250,6 +250,59 @@ pub fn committed_and_end(group: &str, topic: &str) -> Vec<(i32, Option<i64>, i64
         .collect()
 }
 
+/// Creates topics at `bootstrap` with the admin API, each with `partitions`
+/// partitions of `replication_factor` replicas and the topic settings in
+/// `config`, and fails the test if one already exists or is rejected.
+pub fn create_replicated_topics(
+    bootstrap: &str,
+    names: &[&str],
+    partitions: i32,
+    replication_factor: i32,
+    config: &[(&str, &str)],
+) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("create admin client");
+    let new_topics: Vec<NewTopic<'_>> = names
+        .iter()
+        .map(|name| {
+            let replication = TopicReplication::Fixed(replication_factor);
+            let topic = NewTopic::new(name, partitions, replication);
+            config
+                .iter()
+                .fold(topic, |topic, (key, value)| topic.set(key, value))
+        })
+        .collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("build runtime");
+    let results = runtime
+        .block_on(admin.create_topics(&new_topics, &AdminOptions::new()))
+        .unwrap_or_else(|error| panic!("failed to create topics on {bootstrap}: {error}"));
+    for result in results {
+        result.unwrap_or_else(|(topic, code)| panic!("failed to create topic {topic}: {code}"));
+    }
+}
+
+/// Returns the broker id that leads each partition of `topic` according
+/// to the metadata at `bootstrap`, by partition id.
+pub fn partition_leaders(bootstrap: &str, topic: &str) -> BTreeMap<i32, i32> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .create()
+        .expect("create metadata client");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .unwrap_or_else(|error| panic!("failed to fetch metadata of {topic}: {error}"));
+    metadata.topics()[0]
+        .partitions()
+        .iter()
+        .map(|partition| (partition.id(), partition.leader()))
+        .collect()
+}
+
 /// Produces each value to its partition of `topic`, in order, and waits
 /// for all acks. Idempotence keeps the order within a partition through
 /// retries.
