@@ -12,10 +12,15 @@
 //! on the calling thread, and CPU time leaves out the time the thread
 //! waits for a core on a busy machine.
 
+// The plugin's native bench measures the same lines.
+#[path = "../../plugins/access-log/benches/support/corpus_sample.rs"]
+mod corpus_sample;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use corpus_sample::corpus_sample;
 use criterion::measurement::{Measurement, ValueFormatter, WallTime};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::value::RawValue;
@@ -29,12 +34,6 @@ const SAMPLE_LINES: usize = 1024;
 
 /// Lines per plugin call.
 const BATCH_SIZES: [usize; 4] = [1, 64, 256, 1024];
-
-const CORPORA: [&str; 3] = [
-    "elastic-apache.log",
-    "nasa-jul-aug95-random-sample.log",
-    "basjes-hackers-access.log",
-];
 
 /// CPU time of the calling thread, as criterion's measurement.
 struct ThreadCpuTime;
@@ -76,30 +75,6 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Returns `count` lines taken round-robin from the real corpora, so that
-/// every sample mixes the three log styles.
-fn corpus_sample(count: usize) -> Vec<Vec<u8>> {
-    let corpora: Vec<Vec<Vec<u8>>> = CORPORA
-        .iter()
-        .map(|name| {
-            let path = repo_root().join("../shared/data/real").join(name);
-            let content = std::fs::read(&path)
-                .unwrap_or_else(|error| panic!("failed to read corpus {path:?}: {error}"));
-            content
-                .split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect()
-        })
-        .collect();
-    (0..count)
-        .map(|index| {
-            let corpus = &corpora[index % corpora.len()];
-            corpus[(index / corpora.len()) % corpus.len()].clone()
-        })
-        .collect()
-}
-
 fn load_plugin() -> Plugin {
     let path = repo_root().join("plugins/target/wasm32-wasip2/release/weblog_access_log.wasm");
     assert!(
@@ -112,7 +87,7 @@ fn load_plugin() -> Plugin {
 }
 
 fn enrich_per_line(criterion: &mut Criterion<ThreadCpuTime>) {
-    let lines = corpus_sample(SAMPLE_LINES);
+    let lines = corpus_sample(&repo_root().join("../shared/data/real"), SAMPLE_LINES);
     let records: Vec<InputRecord> = lines
         .iter()
         .enumerate()

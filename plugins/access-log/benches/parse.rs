@@ -6,10 +6,14 @@
 //! sample of lines, so the time per line is the iteration time divided by
 //! the sample size that criterion prints as the throughput.
 
+#[path = "support/corpus_sample.rs"]
+mod corpus_sample;
+
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use corpus_sample::corpus_sample;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use weblog_access_log::config::PluginConfig;
 use weblog_access_log::output::enrich_line;
@@ -17,41 +21,9 @@ use weblog_access_log::output::enrich_line;
 /// Lines enriched per iteration.
 const SAMPLE_LINES: usize = 1024;
 
-const CORPORA: [&str; 3] = [
-    "elastic-apache.log",
-    "nasa-jul-aug95-random-sample.log",
-    "basjes-hackers-access.log",
-];
-
-/// Returns `count` lines taken round-robin from the real corpora, so that
-/// every sample mixes the three log styles.
-fn corpus_sample(count: usize) -> Vec<Vec<u8>> {
-    let corpora: Vec<Vec<Vec<u8>>> = CORPORA
-        .iter()
-        .map(|name| {
-            let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../../shared/data/real")
-                .join(name);
-            let content = std::fs::read(&path).unwrap_or_else(|error| {
-                panic!("failed to read corpus {}: {error}", path.display())
-            });
-            content
-                .split(|byte| *byte == b'\n')
-                .filter(|line| !line.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect()
-        })
-        .collect();
-    (0..count)
-        .map(|index| {
-            let corpus = &corpora[index % corpora.len()];
-            corpus[(index / corpora.len()) % corpus.len()].clone()
-        })
-        .collect()
-}
-
 fn enrich_native(criterion: &mut Criterion) {
-    let lines = corpus_sample(SAMPLE_LINES);
+    let folder = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data/real");
+    let lines = corpus_sample(&folder, SAMPLE_LINES);
     let config = PluginConfig::default();
     let mut group = criterion.benchmark_group("native");
     group
