@@ -1,9 +1,10 @@
 //! Code that the shipper, host and sink share: Kafka client settings taken
-//! from flags and environment variables, tracing setup, and the shutdown
-//! signal. Each binary owns its own pipeline; nothing here touches records.
+//! from flags and environment variables, tracing setup, the shutdown
+//! signal, and durable checkpoint writes. Each binary owns its own pipeline; nothing here touches records.
 
 #![warn(missing_docs)]
 
+pub mod durable;
 pub mod kafka;
 pub mod kafka_context;
 pub mod logging;

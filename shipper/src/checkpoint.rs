@@ -8,12 +8,13 @@
 //! Which offsets go in is decided by `progress`; matching them to files at
 //! start by `follow`.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use weblog_common::durable;
 
 use crate::identity::FileIdentity;
 
@@ -99,32 +100,9 @@ impl Checkpoint {
     pub(crate) fn store(&self, path: &Path) -> anyhow::Result<()> {
         let content =
             serde_json::to_vec_pretty(self).context("failed to serialize the checkpoint")?;
-        let temporary = temporary_path(path);
-        write_synced(&temporary, &content)
-            .with_context(|| format!("failed to write checkpoint file {temporary:?}"))?;
-        fs::rename(&temporary, path)
-            .with_context(|| format!("failed to rename {temporary:?} to checkpoint {path:?}"))?;
-        let directory = match path.parent() {
-            Some(parent) if !parent.as_os_str().is_empty() => parent,
-            _ => Path::new("."),
-        };
-        File::open(directory)
-            .and_then(|directory| directory.sync_all())
-            .with_context(|| format!("failed to fsync checkpoint directory {directory:?}"))
+        durable::replace_file(path, &content)
+            .with_context(|| format!("failed to store checkpoint {path:?}"))
     }
-}
-
-/// Returns `path` with `.tmp` appended to its file name.
-fn temporary_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-fn write_synced(path: &Path, content: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(content)?;
-    file.sync_all()
 }
 
 #[cfg(test)]
@@ -158,7 +136,7 @@ mod tests {
         let loaded = Checkpoint::load(&path, &log).expect("load");
 
         assert_eq!(loaded, Some(checkpoint));
-        assert!(!temporary_path(&path).exists());
+        assert!(!durable::with_suffix(&path, ".tmp").exists());
     }
 
     #[test]

@@ -9,12 +9,13 @@
 //! new checkpoint, never a mix.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use weblog_common::durable;
 
 /// Version of the file format, raised when a field changes meaning.
 pub(crate) const CHECKPOINT_VERSION: u32 = 1;
@@ -122,38 +123,9 @@ impl Checkpoint {
     pub(crate) fn store(&self, path: &Path) -> anyhow::Result<()> {
         let content =
             serde_json::to_vec_pretty(self).context("failed to serialize the checkpoint")?;
-        let temporary = with_suffix(path, ".tmp");
-        write_synced(&temporary, &content)
-            .with_context(|| format!("failed to write checkpoint file {temporary:?}"))?;
-        fs::rename(&temporary, path)
-            .with_context(|| format!("failed to rename {temporary:?} to checkpoint {path:?}"))?;
-        sync_parent_dir(path)
+        durable::replace_file(path, &content)
+            .with_context(|| format!("failed to store checkpoint {path:?}"))
     }
-}
-
-/// Returns `path` with `suffix` appended to its file name.
-pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(suffix);
-    path.with_file_name(name)
-}
-
-/// Fsyncs the directory that contains `path`, so that a new, renamed or
-/// removed entry in it is durable.
-pub(crate) fn sync_parent_dir(path: &Path) -> anyhow::Result<()> {
-    let directory = match path.parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => parent,
-        _ => Path::new("."),
-    };
-    File::open(directory)
-        .and_then(|directory| directory.sync_all())
-        .with_context(|| format!("failed to fsync directory {directory:?}"))
-}
-
-fn write_synced(path: &Path, content: &[u8]) -> io::Result<()> {
-    let mut file = File::create(path)?;
-    file.write_all(content)?;
-    file.sync_all()
 }
 
 #[cfg(test)]
@@ -185,7 +157,7 @@ mod tests {
         assert_eq!(loaded, sample());
         assert_eq!(loaded.offset_map()[&("enriched".to_string(), 0)], 17);
         assert_eq!(loaded.offset_map()[&("enriched".to_string(), 2)], 5);
-        assert!(!with_suffix(&path, ".tmp").exists());
+        assert!(!durable::with_suffix(&path, ".tmp").exists());
     }
 
     #[test]

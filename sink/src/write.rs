@@ -30,7 +30,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context};
 
-use crate::checkpoint::{sync_parent_dir, with_suffix, Checkpoint, Offsets};
+use weblog_common::durable::{sync_parent_dir, with_suffix};
+
+use crate::checkpoint::{Checkpoint, Offsets};
 
 /// When to rotate the output file. A rule that is `None` never applies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

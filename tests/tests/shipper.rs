@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::util::kafka::{
     bootstrap, create_topics, create_topics_with_config, unique_name, Received, TopicReader,
 };
-use crate::util::{binary, run, ChildProcess};
+use crate::util::{binary, run, ChildProcess, SeededRandom};
 
 fn shipper(topic: &str, file: &std::path::Path) -> std::process::Output {
     run(Command::new(binary("weblog-shipper"))
@@ -346,25 +346,6 @@ fn kill_test_line(index: usize) -> Vec<u8> {
     line.resize(KILL_LINE_BYTES - 1, b'.');
     line.push(b'\n');
     line
-}
-
-/// SplitMix64: a small seeded generator, so that the kill moments repeat
-/// from run to run.
-struct SeededRandom(u64);
-
-impl SeededRandom {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// Returns a number from `low` to `high`, both included.
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
 }
 
 /// Returns the byte offset in the checkpoint at `path`, 0 when there is no
