@@ -116,6 +116,88 @@ fn idle_host_stops_on_sigterm() {
     assert!(host.stderr().contains("stopped"), "{}", host.stderr());
 }
 
+/// A candidate that rejects every line of a sample the running plugin
+/// enriches is rejected by the canary check, on a file change and again on
+/// SIGHUP. Once the sample holds only good lines, SIGHUP swaps it in and
+/// later records carry its digest.
+#[test]
+fn canary_rejects_then_sighup_swaps() {
+    let topics = TestTopics::create("host-canary", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_path = dir.path().join("plugin.wasm");
+    let hostile = std::fs::read(fixture_plugin("weblog_test_hostile")).expect("read test plugin");
+    let access_log = std::fs::read(default_plugin()).expect("read default plugin");
+    install_plugin(dir.path(), &plugin_path, &hostile);
+
+    let mut command = host_run_command(&topics, &unique_name("host-canary"), &plugin_path);
+    command.arg("--no-component-cache");
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let bad: Vec<Vec<u8>> = (0..40)
+        .map(|n| format!("not an access log line {n}").into_bytes())
+        .collect();
+    let bad_records: Vec<(Option<&[u8]>, &[u8])> =
+        bad.iter().map(|line| (None, line.as_slice())).collect();
+    produce(&topics.raw, &bad_records);
+    let mut enriched = TopicReader::new(&topics.enriched);
+    enriched.read_at_least(40, Duration::from_secs(60));
+    assert_eq!(enriched.received.len(), 40, "{}", host.stderr());
+
+    install_plugin(dir.path(), &plugin_path, &access_log);
+    let rejected = |host: &ChildProcess, count: usize| {
+        crate::util::wait_until(Duration::from_secs(60), || {
+            host.stderr().matches("plugin swap rejected").count() == count
+        })
+    };
+    assert!(rejected(&host, 1), "no rejection: {}", host.stderr());
+    assert!(
+        host.stderr().contains("rejected 40 of 40 sample records"),
+        "{}",
+        host.stderr()
+    );
+    host.signal("HUP");
+    assert!(
+        rejected(&host, 2),
+        "no rejection on SIGHUP: {}",
+        host.stderr()
+    );
+    assert!(host.stderr().contains("SIGHUP"), "{}", host.stderr());
+
+    // 500 good lines push the bad ones out of the sample.
+    let good: Vec<(Option<&[u8]>, &[u8])> = (0..500).map(|_| (None, GOOD_LINE)).collect();
+    produce(&topics.raw, &good);
+    enriched.read_at_least(540, Duration::from_secs(60));
+    host.signal("HUP");
+    // The swap lands before the next batch, so records keep coming until
+    // it is logged.
+    let mut extra = 0;
+    let swapped = crate::util::wait_until(Duration::from_secs(60), || {
+        produce(&topics.raw, &[(None, GOOD_LINE)]);
+        extra += 1;
+        host.stderr().contains("plugin swapped")
+    });
+    assert!(swapped, "no swap on the third try: {}", host.stderr());
+    let total = 540 + extra;
+    enriched.read_at_least(total, Duration::from_secs(60));
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+
+    let stderr = host.stderr();
+    assert_eq!(
+        stderr.matches("plugin swap rejected").count(),
+        2,
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("plugin swapped").count(), 1, "{stderr}");
+    assert_eq!(enriched.received.len(), total);
+    let last = enriched.received.last().expect("enriched records");
+    assert_eq!(last.header("weblog.source.offset"), (total - 1).to_string());
+    assert_eq!(last.header("weblog.plugin.name"), "access-log");
+    assert_eq!(last.header("weblog.plugin.digest"), sha256_hex(&access_log));
+    let first = &enriched.received[0];
+    assert_eq!(first.header("weblog.plugin.name"), "hostile");
+    assert_eq!(first.header("weblog.plugin.digest"), sha256_hex(&hostile));
+}
+
 /// Lines per produce call in the swap test.
 const SWAP_CHUNK_LINES: usize = 250;
 
@@ -201,6 +283,9 @@ fn plugin_swaps_under_load_lose_nothing() {
             rejected += 1;
         }
         let seen = crate::util::wait_until(Duration::from_secs(120), || {
+            // A swap lands only with a batch, so a stopped producer would
+            // make this wait time out.
+            assert!(!producer.is_finished(), "the producer thread stopped early");
             let stderr = host.stderr();
             stderr.matches("plugin swapped").count() == swapped
                 && stderr.matches("plugin swap rejected").count() == rejected

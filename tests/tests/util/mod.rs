@@ -203,6 +203,20 @@ impl ChildProcess {
         }
     }
 
+    /// Sends `signal` (a name `kill` takes, such as `HUP`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("process not yet waited for");
+        let sent = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status();
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "failed to send SIG{signal} to {}",
+            self.name
+        );
+    }
+
     /// Returns what the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
