@@ -101,15 +101,21 @@ impl<'o> ObjectWriter<'o> {
 
     /// Writes `key` and the colon, and returns the output for the value.
     pub fn key(&mut self, key: &str) -> &mut String {
-        self.out.reserve(key.len() + 4);
-        if !self.empty {
-            self.out.push(',');
-        }
+        let opening = if self.empty { "\"" } else { ",\"" };
         self.empty = false;
-        self.out.push('"');
+        self.out.push_str(opening);
         self.out.push_str(key);
         self.out.push_str("\":");
         self.out
+    }
+
+    /// Writes a string member whose value needs no escaping, such as a
+    /// class name from a fixed list.
+    pub fn plain_string(&mut self, key: &str, value: &'static str) {
+        let out = self.key(key);
+        out.push('"');
+        out.push_str(value);
+        out.push('"');
     }
 
     /// Writes a string member.

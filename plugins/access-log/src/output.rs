@@ -112,7 +112,10 @@ fn write_record(
     }
 
     object.string("service", config.services.service_for(request.path));
-    object.optional_string("status_class", status_class(record.status));
+    match status_class(record.status) {
+        Some(class) => object.plain_string("status_class", class),
+        None => object.key("status_class").push_str("null"),
+    }
     match request.path.and_then(route_path) {
         Some(path) => write_route_json(path, config.hex_id_min_length, object.key("route")),
         None => object.key("route").push_str("null"),
@@ -123,15 +126,12 @@ fn write_record(
     };
     object.optional_string("path_only", path_only);
     object.optional_string("query", query);
-    let client_class = record.client.address.map(client::classify);
-    object.optional_string(
-        "client_class",
-        client_class.map(client::AddressClass::as_str),
-    );
-    object.string(
-        "user_agent_class",
-        user_agent::classify(record.user_agent).as_str(),
-    );
+    match record.client.address.map(client::classify) {
+        Some(class) => object.plain_string("client_class", class.as_str()),
+        None => object.key("client_class").push_str("null"),
+    }
+    let user_agent_class = user_agent::classify(record.user_agent);
+    object.plain_string("user_agent_class", user_agent_class.as_str());
     object.integer("timestamp_ms", record.timestamp.epoch_millis());
     if let Some(raw) = raw_if_lossy {
         let value = object.key("line_base64");

@@ -71,9 +71,10 @@ fn is_protocol(word: &str) -> bool {
     let Some(version) = word.strip_prefix("HTTP/") else {
         return false;
     };
-    let is_number = |text: &str| !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit());
-    match version.split_once('.') {
-        Some((major, minor)) => is_number(major) && is_number(minor),
+    let is_number = |text: &[u8]| !text.is_empty() && text.iter().all(u8::is_ascii_digit);
+    let version = version.as_bytes();
+    match version.iter().position(|byte| *byte == b'.') {
+        Some(dot) => is_number(&version[..dot]) && is_number(&version[dot + 1..]),
         None => is_number(version),
     }
 }
@@ -127,15 +128,18 @@ pub const ID_PLACEHOLDER: &str = "{id}";
 /// `{id}`, and every other byte is kept as logged.
 pub fn write_route_json(path: &str, hex_min_length: usize, out: &mut String) {
     out.push('"');
-    for (index, segment) in path.split('/').enumerate() {
-        if index > 0 {
-            out.push('/');
-        }
+    let mut start = 0;
+    for end in memchr::memchr_iter(b'/', path.as_bytes()).chain([path.len()]) {
+        let segment = &path[start..end];
         if is_identifier(segment, hex_min_length) {
             out.push_str(ID_PLACEHOLDER);
         } else {
             json::push_escaped(out, segment);
         }
+        if end < path.len() {
+            out.push('/');
+        }
+        start = end + 1;
     }
     out.push('"');
 }

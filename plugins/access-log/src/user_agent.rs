@@ -127,14 +127,16 @@ pub fn classify(user_agent: Option<&str>) -> UserAgentClass {
         .position(|byte| matches!(byte, b'/' | b' ' | b'\t' | b';' | b'('))
         .unwrap_or(user_agent.len());
     let product = &user_agent[..product_end];
+    // Most headers are a browser's, and no tool is called `Mozilla`.
+    let is_browser_product = product == "Mozilla" || product == "Opera";
+    if is_browser_product && user_agent[product_end..].starts_with('/') {
+        return UserAgentClass::Browser;
+    }
     if TOOL_PRODUCTS
         .iter()
         .any(|tool| tool.eq_ignore_ascii_case(product))
     {
         return UserAgentClass::Tool;
-    }
-    if user_agent.starts_with("Mozilla/") || user_agent.starts_with("Opera/") {
-        return UserAgentClass::Browser;
     }
     UserAgentClass::Unknown
 }
@@ -207,5 +209,7 @@ mod tests {
         assert_eq!(class_of("Dalvik/2.1.0 (Linux; U; Android 9)"), "unknown");
         // A product name that only starts like a tool's is not one.
         assert_eq!(class_of("curlew-app/1.0"), "unknown");
+        assert_eq!(class_of("Mozilla"), "unknown");
+        assert_eq!(class_of("Mozilla (compatible)"), "unknown");
     }
 }

@@ -190,8 +190,10 @@ fn long_pathological_lines_are_fast() {
         let started = Instant::now();
         let _ = enrich_line(line, &PluginConfig::default());
         let elapsed = started.elapsed();
+        // A linear scan of a MiB takes milliseconds even in a debug build,
+        // and a quadratic one hours, so the bound only has to sit between.
         assert!(
-            elapsed < Duration::from_secs(2),
+            elapsed < Duration::from_secs(20),
             "{elapsed:?} for a line of {} bytes starting {:?}",
             line.len(),
             String::from_utf8_lossy(&line[..line.len().min(40)])
