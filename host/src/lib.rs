@@ -8,6 +8,7 @@
 //! - [`cache`]: compiled components on disk, so a restart does not compile.
 //! - [`canary`]: the check a replacement plugin passes before a swap.
 //! - [`swap`]: the file watch and SIGHUP that trigger a swap.
+//! - [`admin`]: the admin HTTP endpoint, for reload requests.
 //! - [`failure`]: the kind and reason of a failed plugin call.
 //! - [`outcome`]: what became of each input record.
 //! - [`headers`]: names of the headers on output records and dead letters.
@@ -16,6 +17,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 mod bindings;
 pub mod cache;
 pub mod canary;

@@ -3,6 +3,7 @@
 //! clean shutdown, 1 on an error, 2 on invalid arguments.
 
 use std::io::Write;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,6 +30,9 @@ struct Cli {
     command: Command,
 }
 
+// The arguments are parsed once at start, so the size of the larger
+// variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Consume raw lines from Kafka, enrich them and produce the results.
@@ -139,6 +143,13 @@ struct RunArgs {
     /// Compile the plugin at every start and swap, without the cache.
     #[arg(long, conflicts_with = "component_cache")]
     no_component_cache: bool,
+
+    /// Loopback address for the admin HTTP endpoint, such as
+    /// 127.0.0.1:9464; `POST /reload` swaps the plugin like SIGHUP. Off by
+    /// default, so that several hosts on one machine do not compete for a
+    /// port.
+    #[arg(long, env = "WEBLOG_ADMIN_ADDR", value_name = "ADDR")]
+    admin_addr: Option<SocketAddr>,
 }
 
 impl RunArgs {
@@ -204,6 +215,7 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
     );
     let config = PipelineConfig {
         component_cache: args.component_cache(),
+        admin_addr: args.admin_addr,
         limits: args.plugin.limits()?,
         kafka: args.kafka,
         input_topic: args.input_topic,

@@ -1,6 +1,7 @@
 //! Replacing the running plugin without stopping the pipeline.
 //!
-//! A task watches the plugin file and listens for SIGHUP. On either
+//! A task watches the plugin file and listens for SIGHUP and for reload
+//! requests from the admin endpoint ([`crate::admin`]). On any
 //! trigger it loads the file as a candidate on a blocking thread. It
 //! compiles the component or loads it from the component cache,
 //! instantiates it and calls `init` with the running plugin's config.
@@ -24,13 +25,13 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use wasmtime::Engine;
 
 use crate::cache::ComponentCache;
 use crate::canary::{judge, CanaryTally, RecentRecords};
-use crate::plugin::Plugin;
+use crate::plugin::{Plugin, PluginIdentity};
 use crate::sandbox::SandboxLimits;
 
 /// How often the plugin file is checked for a change.
@@ -46,10 +47,25 @@ const SETTLE_DELAY: Duration = Duration::from_millis(200);
 pub struct Replacement {
     /// The candidate, already instantiated and initialised.
     pub plugin: Plugin,
-    /// Trigger of the swap: `file change` or `SIGHUP`.
+    /// Trigger of the swap: `file change`, `SIGHUP` or `admin request`.
     pub trigger: &'static str,
     /// Time from the trigger to a checked candidate.
     pub prepared_in: Duration,
+}
+
+/// A reload request from the admin endpoint, answered once the candidate
+/// is checked.
+pub type ReloadRequest = oneshot::Sender<ReloadReply>;
+
+/// Result of a reload request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ReloadReply {
+    /// The candidate passed and is swapped in before the next batch.
+    Swapping(PluginIdentity),
+    /// The file contains the running plugin.
+    Unchanged,
+    /// The candidate was rejected for this reason.
+    Rejected(String),
 }
 
 /// Swap attempts since the start.
@@ -93,12 +109,14 @@ pub struct SwapSettings {
 
 /// Starts the swap task. `reference` is a second instance of the running
 /// plugin for the canary check, and `recent` the records it checks on.
-/// Returns the channel on which checked candidates arrive.
+/// `requests` carries reload requests from the admin endpoint. Returns the
+/// channel on which checked candidates arrive.
 pub fn spawn_swap_task(
     settings: SwapSettings,
     reference: Plugin,
     recent: RecentRecords,
     counts: Arc<SwapCounts>,
+    requests: mpsc::Receiver<ReloadRequest>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<mpsc::Receiver<Replacement>> {
     let hangup = signal(SignalKind::hangup()).context("failed to listen for SIGHUP")?;
@@ -110,7 +128,12 @@ pub fn spawn_swap_task(
         recent,
         counts,
     };
-    tokio::spawn(watch(swapper, hangup, last_seen, sender, shutdown));
+    let triggers = Triggers {
+        hangup,
+        requests,
+        last_seen,
+    };
+    tokio::spawn(watch(swapper, triggers, sender, shutdown));
     Ok(receiver)
 }
 
@@ -122,21 +145,33 @@ struct Swapper {
     counts: Arc<SwapCounts>,
 }
 
+/// What starts a swap: SIGHUP, admin requests and the file's last seen
+/// signature.
+struct Triggers {
+    hangup: tokio::signal::unix::Signal,
+    requests: mpsc::Receiver<ReloadRequest>,
+    last_seen: Option<FileSignature>,
+}
+
 async fn watch(
     mut swapper: Swapper,
-    mut hangup: tokio::signal::unix::Signal,
-    mut last_seen: Option<FileSignature>,
+    mut triggers: Triggers,
     sender: mpsc::Sender<Replacement>,
     shutdown: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(WATCH_INTERVAL);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let mut requester = None;
         let trigger = tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = hangup.recv() => "SIGHUP",
+            _ = triggers.hangup.recv() => "SIGHUP",
+            Some(request) = triggers.requests.recv() => {
+                requester = Some(request);
+                "admin request"
+            }
             _ = ticks.tick() => {
-                if !file_changed(&swapper.settings.path, &mut last_seen).await {
+                if !file_changed(&swapper.settings.path, &mut triggers.last_seen).await {
                     continue;
                 }
                 "file change"
@@ -157,6 +192,11 @@ async fn watch(
                 return;
             }
         };
+        let reply = match &result {
+            Ok(Some(replacement)) => ReloadReply::Swapping(replacement.plugin.identity().clone()),
+            Ok(None) => ReloadReply::Unchanged,
+            Err(error) => ReloadReply::Rejected(format!("{error:#}")),
+        };
         match result {
             Ok(Some(replacement)) => {
                 if sender.send(replacement).await.is_err() {
@@ -174,6 +214,10 @@ async fn watch(
                     "plugin swap rejected, keeping the running plugin"
                 );
             }
+        }
+        if let Some(requester) = requester {
+            // The requester may have hung up; the swap goes on regardless.
+            let _ = requester.send(reply);
         }
     }
 }

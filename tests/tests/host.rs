@@ -198,6 +198,88 @@ fn canary_rejects_then_sighup_swaps() {
     assert_eq!(first.header("weblog.plugin.digest"), sha256_hex(&hostile));
 }
 
+/// `POST /reload` on the admin endpoint answers with the outcome of the
+/// check: 200 when the file contains the running plugin, 422 with the
+/// reason when the candidate is rejected. Other methods and paths fail.
+#[test]
+fn admin_reload_reports_outcome() {
+    let topics = TestTopics::create("host-admin", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_path = dir.path().join("plugin.wasm");
+    install_plugin(
+        dir.path(),
+        &plugin_path,
+        &std::fs::read(default_plugin()).expect("read default plugin"),
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut command = host_run_command(&topics, &unique_name("host-admin"), &plugin_path);
+    command.args(["--admin-addr", &addr, "--no-component-cache"]);
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let ready = crate::util::wait_until(Duration::from_secs(60), || {
+        host.stderr().contains("admin endpoint listening")
+    });
+    assert!(ready, "no admin endpoint: {}", host.stderr());
+
+    let unchanged = http_request(&addr, "POST", "/reload");
+    assert!(unchanged.starts_with("HTTP/1.1 200"), "{unchanged}");
+    assert!(
+        unchanged.contains("contains the running plugin"),
+        "{unchanged}"
+    );
+
+    install_plugin(dir.path(), &plugin_path, b"not a component");
+    let rejected = http_request(&addr, "POST", "/reload");
+    assert!(rejected.starts_with("HTTP/1.1 422"), "{rejected}");
+    assert!(rejected.contains("failed to compile"), "{rejected}");
+
+    let wrong_method = http_request(&addr, "GET", "/reload");
+    assert!(wrong_method.starts_with("HTTP/1.1 405"), "{wrong_method}");
+    let wrong_path = http_request(&addr, "POST", "/swap");
+    assert!(wrong_path.starts_with("HTTP/1.1 404"), "{wrong_path}");
+
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+}
+
+/// An admin address that is not loopback stops the host at start, because
+/// the endpoint has no authentication.
+#[test]
+fn admin_addr_must_be_loopback() {
+    let topics = TestTopics::create("host-admin-any", 1);
+    let output = host_command(&topics, &unique_name("host-admin-any"))
+        .args(["--admin-addr", "0.0.0.0:0", "--no-component-cache"])
+        .output()
+        .expect("run host");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("invalid --admin-addr 0.0.0.0:0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("loopback"), "{stderr}");
+}
+
+/// Sends one HTTP/1.1 request without a body and returns the response.
+fn http_request(addr: &str, method: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to admin endpoint");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("set read timeout");
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\n\
+         Connection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    response
+}
+
 /// Lines per produce call in the swap test.
 const SWAP_CHUNK_LINES: usize = 250;
 

@@ -16,6 +16,7 @@ mod commit;
 mod consume;
 mod produce;
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -65,6 +66,8 @@ pub struct PipelineConfig {
     pub max_in_flight_batches: usize,
     /// Directory of compiled components, or `None` to compile every time.
     pub component_cache: Option<PathBuf>,
+    /// Loopback address of the admin endpoint, or `None` for none.
+    pub admin_addr: Option<SocketAddr>,
 }
 
 /// Runs the pipeline until `shutdown` is cancelled, then finishes in-flight
@@ -122,11 +125,16 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         limits: config.limits,
         cache,
     };
+    let (reload_sender, reload_requests) = mpsc::channel(4);
+    if let Some(addr) = config.admin_addr {
+        crate::admin::serve(addr, reload_sender, shutdown.child_token()).await?;
+    }
     let mut replacements = swap::spawn_swap_task(
         swap_settings,
         plugin.fork()?,
         recent.clone(),
         swap_counts.clone(),
+        reload_requests,
         shutdown.child_token(),
     )?;
     let started = Instant::now();
