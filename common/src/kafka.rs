@@ -79,6 +79,29 @@ impl KafkaArgs {
         Ok(config)
     }
 
+    /// Builds the config of a transactional producer with id
+    /// `transactional_id`: [`Self::producer_config`] plus the id, which the
+    /// broker uses to fence an older producer of the same id and abort its
+    /// open transaction.
+    pub fn transactional_producer_config(
+        &self,
+        transactional_id: &str,
+    ) -> anyhow::Result<ClientConfig> {
+        if let Some((key, value)) = self
+            .kafka_options
+            .iter()
+            .find(|(key, _)| key == "transactional.id")
+        {
+            bail!(
+                "invalid --kafka-option {key}={value}: weblog sets {key} itself; \
+                 use --transactional-id instead"
+            );
+        }
+        let mut config = self.producer_config()?;
+        config.set("transactional.id", transactional_id);
+        Ok(config)
+    }
+
     /// Builds the config of a consumer in `group_id` that never commits or
     /// stores an offset on its own: the caller commits after durable writes.
     pub fn consumer_config(&self, group_id: &str) -> anyhow::Result<ClientConfig> {
@@ -152,6 +175,28 @@ mod tests {
         let config = cli.kafka.producer_config().expect("defaults are valid");
         assert_eq!(config.get("acks"), Some("all"));
         assert_eq!(config.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn transactional_producer_sets_its_id() {
+        let cli = parse(&[]).expect("no flags is valid");
+        let config = cli
+            .kafka
+            .transactional_producer_config("host-a")
+            .expect("defaults are valid");
+        assert_eq!(config.get("transactional.id"), Some("host-a"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn raw_transactional_id_is_rejected() {
+        let cli = parse(&["--kafka-option", "transactional.id=x"]).expect("flags are valid");
+        let error = cli
+            .kafka
+            .transactional_producer_config("host-a")
+            .expect_err("the id has its own flag");
+        assert!(error.to_string().contains("--transactional-id"), "{error}");
     }
 
     #[test]

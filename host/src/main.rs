@@ -150,6 +150,25 @@ struct RunArgs {
     /// port.
     #[arg(long, env = "WEBLOG_ADMIN_ADDR", value_name = "ADDR")]
     admin_addr: Option<SocketAddr>,
+
+    /// Put each batch's outputs and offsets in one Kafka transaction, so
+    /// that read_committed consumers see every input's outputs exactly
+    /// once. Batches then run one at a time, which lowers throughput.
+    #[arg(long, env = "WEBLOG_HOST_EXACTLY_ONCE")]
+    exactly_once: bool,
+
+    /// Transactional id of this instance with --exactly-once
+    /// [default: weblog-host-<group id>-<instance id>]. Keep it across
+    /// restarts, so that a restarted instance fences its predecessor and
+    /// aborts the transaction it left open. Two live instances must not
+    /// share it, because the newer one fences the older.
+    #[arg(long, env = "WEBLOG_HOST_TRANSACTIONAL_ID", requires = "exactly_once")]
+    transactional_id: Option<String>,
+
+    /// Name of this instance in the default transactional id [default: the
+    /// host name].
+    #[arg(long, env = "WEBLOG_HOST_INSTANCE_ID", requires = "exactly_once")]
+    instance_id: Option<String>,
 }
 
 impl RunArgs {
@@ -169,6 +188,36 @@ impl RunArgs {
         }
         dir
     }
+
+    /// Returns the transactional id with --exactly-once, else `None`.
+    fn transactional_id(&self) -> anyhow::Result<Option<String>> {
+        if !self.exactly_once {
+            return Ok(None);
+        }
+        if let Some(id) = &self.transactional_id {
+            anyhow::ensure!(!id.is_empty(), "invalid --transactional-id: it is empty");
+            return Ok(Some(id.clone()));
+        }
+        let instance = match &self.instance_id {
+            Some(instance) => instance.clone(),
+            None => host_name().context(
+                "failed to read the host name for the transactional id; \
+                 set --instance-id or --transactional-id",
+            )?,
+        };
+        anyhow::ensure!(!instance.is_empty(), "invalid --instance-id: it is empty");
+        Ok(Some(format!("weblog-host-{}-{instance}", self.group_id)))
+    }
+}
+
+/// Returns the kernel's host name (Linux), else `$HOSTNAME`.
+fn host_name() -> anyhow::Result<String> {
+    let name = match std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        Ok(name) => name.trim().to_string(),
+        Err(_) => std::env::var("HOSTNAME").context("HOSTNAME is not set")?,
+    };
+    anyhow::ensure!(!name.is_empty(), "the host name is empty");
+    Ok(name)
 }
 
 #[derive(Args)]
@@ -214,6 +263,7 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
         "invalid --max-in-flight-batches 0: at least one batch must be in flight"
     );
     let config = PipelineConfig {
+        transactional_id: args.transactional_id()?,
         component_cache: args.component_cache(),
         admin_addr: args.admin_addr,
         limits: args.plugin.limits()?,

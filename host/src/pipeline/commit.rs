@@ -75,7 +75,8 @@ pub(super) async fn commit_in_order(
     commit(&consumer, &mut to_commit, CommitMode::Sync)
 }
 
-async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> anyhow::Result<()> {
+/// Waits for every delivery report and fails on the first failed one.
+pub(super) async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> anyhow::Result<()> {
     for delivery in deliveries {
         match delivery.await {
             Ok(Ok(_)) => {}

@@ -155,6 +155,30 @@ pub(super) async fn next_batch(
 }
 
 impl ConsumedBatch {
+    /// Returns the first offset of the batch per (topic, partition).
+    pub(super) fn first_offsets(&self) -> BTreeMap<(String, i32), i64> {
+        let mut first = BTreeMap::new();
+        for record in &self.records {
+            first
+                .entry((record.topic.clone(), record.partition))
+                .or_insert(record.offset);
+        }
+        first
+    }
+
+    /// Drops the records and offsets of partitions that `context` no longer
+    /// owns, and returns how many records it dropped. A partition can be
+    /// revoked while a batch fills, and its new owner starts from the
+    /// group's committed offset.
+    pub(super) fn retain_owned(&mut self, context: &HostContext) -> usize {
+        let before = self.records.len();
+        self.records
+            .retain(|record| context.owns(&record.topic, record.partition));
+        self.next_offsets
+            .retain(|(topic, partition), _| context.owns(topic, *partition));
+        before - self.records.len()
+    }
+
     fn push(&mut self, message: &BorrowedMessage<'_>) {
         let topic = message.topic();
         self.next_offsets.insert(

@@ -8,6 +8,10 @@
 //! acknowledged by all in-sync replicas, so a crash replays the records
 //! whose outputs may be incomplete, and can write some of them twice.
 //!
+//! With `--exactly-once` the commit task stays idle: [`transaction`] puts
+//! each batch's outputs and offsets in one Kafka transaction instead, and
+//! batches run one at a time.
+//!
 //! A third task (see [`crate::swap`]) prepares replacement plugins; the
 //! loop swaps one in between two batches, so every batch is enriched by
 //! one plugin and its outputs name that plugin.
@@ -15,6 +19,7 @@
 mod commit;
 mod consume;
 mod produce;
+mod transaction;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,6 +40,7 @@ use crate::plugin::Plugin;
 use crate::sandbox::{self, SandboxLimits};
 use crate::swap::{self, Replacement, SwapCounts, SwapSettings};
 use commit::{PendingBatch, PipelineCounts};
+use transaction::Transactions;
 
 /// How long startup waits for topic metadata before it gives up.
 const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,6 +74,10 @@ pub struct PipelineConfig {
     pub component_cache: Option<PathBuf>,
     /// Loopback address of the admin endpoint, or `None` for none.
     pub admin_addr: Option<SocketAddr>,
+    /// Transactional id of the exactly-once mode, or `None` for
+    /// at-least-once. Two live instances must not share one: the newer
+    /// fences the older, which then stops.
+    pub transactional_id: Option<String>,
 }
 
 /// Runs the pipeline until `shutdown` is cancelled, then finishes in-flight
@@ -83,7 +93,10 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         cache.as_ref(),
     )?;
 
-    let producer_config = config.kafka.producer_config()?;
+    let producer_config = match &config.transactional_id {
+        Some(id) => config.kafka.transactional_producer_config(id)?,
+        None => config.kafka.producer_config()?,
+    };
     let message_max_bytes = message_max_bytes(&producer_config)?;
     let producer: FutureProducer<LoggingContext> = producer_config
         .create_with_context(LoggingContext::default())
@@ -102,6 +115,10 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         &config.input_topic,
         &config.kafka.bootstrap_servers,
     )?;
+    let mut transactions = match &config.transactional_id {
+        Some(id) => Some(Transactions::init(producer.clone(), consumer.clone(), id)?),
+        None => None,
+    };
     consumer
         .subscribe(&[&config.input_topic])
         .with_context(|| format!("failed to subscribe to topic {:?}", config.input_topic))?;
@@ -109,6 +126,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         topic = %config.input_topic,
         group = %config.group_id,
         plugin = %plugin.identity().name,
+        exactly_once = transactions.is_some(),
         "consuming"
     );
 
@@ -141,14 +159,23 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
 
     let loop_result = async {
         loop {
-            let Some(batch) = consume::next_batch(&consumer, &config, &shutdown).await? else {
+            let Some(mut batch) = consume::next_batch(&consumer, &config, &shutdown).await? else {
                 break;
             };
             while let Ok(replacement) = replacements.try_recv() {
                 plugin = swap_in(plugin, replacement, &swap_counts);
             }
+            if transactions.is_some() && skip_revoked(&mut batch, &consumer) {
+                continue;
+            }
             recent.push_batch(&batch.records);
             let outcomes = tokio::task::block_in_place(|| plugin.enrich(&batch.records));
+            if let Some(transactions) = &mut transactions {
+                transactions
+                    .commit_batch(&output, batch, outcomes, plugin.identity(), &counts)
+                    .await?;
+                continue;
+            }
             let batch = output
                 .send(batch, outcomes, plugin.identity(), &counts)
                 .await?;
@@ -178,6 +205,17 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         "stopped"
     );
     Ok(())
+}
+
+/// Drops the records of partitions revoked while the batch filled, so that
+/// a transaction never commits offsets of a partition whose new owner may
+/// already consume it. Returns true when nothing is left.
+fn skip_revoked(batch: &mut consume::ConsumedBatch, consumer: &consume::HostConsumer) -> bool {
+    let dropped = batch.retain_owned(consumer.context());
+    if dropped > 0 {
+        tracing::info!(records = dropped, "dropped records of revoked partitions");
+    }
+    batch.records.is_empty()
 }
 
 /// Replaces `running` with the checked candidate and logs both.

@@ -1,0 +1,243 @@
+//! Exactly-once mode (`run --exactly-once`): each batch is one Kafka
+//! transaction that contains its enriched records, its dead letters and its
+//! consumer offsets, so a downstream consumer with
+//! `isolation.level=read_committed` sees all of a batch's outputs once, or
+//! none of them.
+//!
+//! Batches run one at a time: the loop consumes again only after the
+//! previous transaction is committed or aborted. The consumer's rebalance
+//! callbacks run while it consumes, so no transaction is open when this
+//! instance loses a partition. The cost is throughput: the host waits for
+//! every commit instead of keeping batches in flight.
+//!
+//! An abortable error (a failed delivery, a commit the group coordinator
+//! rejects) aborts the transaction and seeks the consumer back to the
+//! batch's first offsets, so the next batches consume those records again.
+//! A fatal error, such as a newer producer with the same transactional id
+//! fencing this one, stops the host.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use rdkafka::consumer::Consumer;
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, Producer};
+use rdkafka::{Offset, TopicPartitionList};
+use weblog_common::LoggingContext;
+
+use super::commit::{await_deliveries, PipelineCounts};
+use super::consume::{ConsumedBatch, HostConsumer};
+use super::produce::Output;
+use crate::outcome::EnrichOutcome;
+use crate::plugin::PluginIdentity;
+
+/// How long `init_transactions` may take. It waits for the broker to abort
+/// a transaction that a previous producer with the same id left open.
+const INIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long one other transactional call or seek may block.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Attempts at one `commit_transaction` while librdkafka calls its error
+/// retriable, before the transaction is aborted.
+const MAX_COMMIT_ATTEMPTS: u32 = 3;
+
+/// Aborted transactions in a row after which the host stops, so that a
+/// permanent error (a record the broker rejects) does not loop forever.
+const MAX_ABORTS_IN_A_ROW: u32 = 5;
+
+/// First pause after an abort; it doubles with each abort in a row.
+const ABORT_BACKOFF: Duration = Duration::from_millis(200);
+
+/// Failure of a transactional step, sorted by what the host can do next.
+enum TransactionError {
+    /// The producer cannot go on: abort is impossible, the host must stop.
+    Fatal(anyhow::Error),
+    /// The transaction can be aborted and the batch consumed again.
+    Abortable(anyhow::Error),
+}
+
+/// The transactional producer and the consumer whose offsets it commits.
+pub(super) struct Transactions {
+    producer: FutureProducer<LoggingContext>,
+    consumer: Arc<HostConsumer>,
+    transactional_id: String,
+    aborts_in_a_row: u32,
+}
+
+impl Transactions {
+    /// Registers `transactional_id` with the transaction coordinator. This
+    /// fences any older producer with the same id and aborts the
+    /// transaction it left open, so call it before the consumer subscribes:
+    /// the group's committed offsets are then final.
+    pub(super) fn init(
+        producer: FutureProducer<LoggingContext>,
+        consumer: Arc<HostConsumer>,
+        transactional_id: &str,
+    ) -> anyhow::Result<Self> {
+        tokio::task::block_in_place(|| producer.init_transactions(INIT_TIMEOUT)).with_context(
+            || format!("failed to init transactions for transactional id {transactional_id:?}"),
+        )?;
+        tracing::info!(transactional_id, "transactions initialized");
+        Ok(Self {
+            producer,
+            consumer,
+            transactional_id: transactional_id.to_string(),
+            aborts_in_a_row: 0,
+        })
+    }
+
+    /// Produces the batch's outputs and commits its offsets in one
+    /// transaction. After an abortable error the transaction is aborted,
+    /// the consumer is rewound to the batch's first offsets and `Ok` is
+    /// returned, so the caller consumes the records again. Returns an error
+    /// when the producer failed fatally or after too many aborts in a row.
+    pub(super) async fn commit_batch(
+        &mut self,
+        output: &Output,
+        batch: ConsumedBatch,
+        outcomes: Vec<EnrichOutcome>,
+        plugin: &PluginIdentity,
+        counts: &PipelineCounts,
+    ) -> anyhow::Result<()> {
+        let first_offsets = batch.first_offsets();
+        let records = batch.records.len();
+        match self
+            .run_transaction(output, batch, outcomes, plugin, counts)
+            .await
+        {
+            Ok(()) => {
+                self.aborts_in_a_row = 0;
+                tracing::debug!(records, "transaction committed");
+                Ok(())
+            }
+            Err(TransactionError::Fatal(error)) => Err(error.context(format!(
+                "transactional producer {:?} failed fatally; if another instance \
+                 uses the same transactional id, give each instance its own \
+                 --instance-id or --transactional-id",
+                self.transactional_id
+            ))),
+            Err(TransactionError::Abortable(error)) => {
+                self.abort_and_rewind(error, &first_offsets).await
+            }
+        }
+    }
+
+    async fn run_transaction(
+        &self,
+        output: &Output,
+        batch: ConsumedBatch,
+        outcomes: Vec<EnrichOutcome>,
+        plugin: &PluginIdentity,
+        counts: &PipelineCounts,
+    ) -> Result<(), TransactionError> {
+        self.producer
+            .begin_transaction()
+            .map_err(|error| classify(error, "begin a transaction"))?;
+
+        let pending = output
+            .send(batch, outcomes, plugin, counts)
+            .await
+            .map_err(TransactionError::Abortable)?;
+        await_deliveries(pending.deliveries)
+            .await
+            .map_err(TransactionError::Abortable)?;
+
+        let offsets = offset_list(&pending.next_offsets).map_err(TransactionError::Fatal)?;
+        let group = self.consumer.group_metadata().ok_or_else(|| {
+            TransactionError::Fatal(anyhow::anyhow!("the consumer has no group metadata"))
+        })?;
+        tokio::task::block_in_place(|| {
+            self.producer
+                .send_offsets_to_transaction(&offsets, &group, CALL_TIMEOUT)
+        })
+        .map_err(|error| classify(error, "send offsets to the transaction"))?;
+
+        self.commit()
+    }
+
+    /// Commits the open transaction, calling again while librdkafka marks
+    /// the error as retriable (a timeout, for example).
+    fn commit(&self) -> Result<(), TransactionError> {
+        let mut attempt = 1;
+        loop {
+            let result =
+                tokio::task::block_in_place(|| self.producer.commit_transaction(CALL_TIMEOUT));
+            match result {
+                Ok(()) => return Ok(()),
+                Err(KafkaError::Transaction(error))
+                    if error.is_retriable() && attempt < MAX_COMMIT_ATTEMPTS =>
+                {
+                    tracing::warn!(error = %error, attempt, "failed to commit transaction, retrying");
+                    attempt += 1;
+                }
+                Err(error) => return Err(classify(error, "commit the transaction")),
+            }
+        }
+    }
+
+    /// Aborts the open transaction and seeks each owned partition of the
+    /// batch back to its first offset, which is the group's committed
+    /// offset because batches commit in order.
+    async fn abort_and_rewind(
+        &mut self,
+        cause: anyhow::Error,
+        first_offsets: &BTreeMap<(String, i32), i64>,
+    ) -> anyhow::Result<()> {
+        self.aborts_in_a_row += 1;
+        tracing::warn!(
+            error = format!("{cause:#}"),
+            transactional_id = %self.transactional_id,
+            aborts_in_a_row = self.aborts_in_a_row,
+            "aborting transaction, its records will be consumed again"
+        );
+        tokio::task::block_in_place(|| self.producer.abort_transaction(CALL_TIMEOUT))
+            .with_context(|| format!("failed to abort the transaction after: {cause:#}"))?;
+        anyhow::ensure!(
+            self.aborts_in_a_row < MAX_ABORTS_IN_A_ROW,
+            "aborted {} transactions in a row, the last after: {cause:#}",
+            self.aborts_in_a_row
+        );
+
+        let context = self.consumer.context();
+        for ((topic, partition), offset) in first_offsets {
+            if !context.owns(topic, *partition) {
+                continue;
+            }
+            tokio::task::block_in_place(|| {
+                self.consumer
+                    .seek(topic, *partition, Offset::Offset(*offset), CALL_TIMEOUT)
+            })
+            .with_context(|| format!("failed to seek {topic}/{partition} back to {offset}"))?;
+        }
+        let backoff = ABORT_BACKOFF * 2u32.pow(self.aborts_in_a_row - 1);
+        tokio::time::sleep(backoff).await;
+        Ok(())
+    }
+}
+
+/// Sorts a failed transactional call into fatal or abortable. librdkafka
+/// marks a fenced producer, for example, as fatal.
+fn classify(error: KafkaError, action: &str) -> TransactionError {
+    let fatal = match &error {
+        KafkaError::Transaction(inner) => inner.is_fatal(),
+        _ => false,
+    };
+    let error = anyhow::Error::new(error).context(format!("failed to {action}"));
+    if fatal {
+        TransactionError::Fatal(error)
+    } else {
+        TransactionError::Abortable(error)
+    }
+}
+
+fn offset_list(offsets: &BTreeMap<(String, i32), i64>) -> anyhow::Result<TopicPartitionList> {
+    let mut list = TopicPartitionList::with_capacity(offsets.len());
+    for ((topic, partition), offset) in offsets {
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .with_context(|| format!("failed to add {topic}/{partition} to the offsets"))?;
+    }
+    Ok(list)
+}
