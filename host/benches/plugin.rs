@@ -75,11 +75,19 @@ fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Environment variable with the path of another component to measure in
+/// place of the default plugin's release build, for example a build of an
+/// older commit.
+const PLUGIN_PATH_VARIABLE: &str = "WEBLOG_BENCH_PLUGIN";
+
 fn load_plugin() -> Plugin {
-    let path = repo_root().join("plugins/target/wasm32-wasip2/release/weblog_access_log.wasm");
+    let path = match std::env::var_os(PLUGIN_PATH_VARIABLE) {
+        Some(path) => PathBuf::from(path),
+        None => repo_root().join("plugins/target/wasm32-wasip2/release/weblog_access_log.wasm"),
+    };
     assert!(
         path.is_file(),
-        "plugin {path:?} not found; build it with `make plugin`"
+        "plugin {path:?} not found; build it with `make plugin` or set {PLUGIN_PATH_VARIABLE}"
     );
     let engine = create_engine().expect("create the wasmtime engine");
     Plugin::load(&engine, &path, Vec::new(), SandboxLimits::default())
