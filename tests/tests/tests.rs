@@ -7,6 +7,8 @@
 //! - `sandbox`: the plugin sandbox against the misbehaving test plugins in
 //!   `fixtures/plugins`, through `enrich-file` and, with Kafka, `run`.
 //! - `shipper`, `sink`, `host`: each binary against a real Kafka broker.
+//! - `exactly_once`: the host's `--exactly-once` mode, clean and under
+//!   SIGKILL, next to the default mode under the same kills.
 //! - `end_to_end`: the three real corpora through the whole pipeline.
 //!
 //! The Kafka tests need the `kafka-tests` feature and a broker at
@@ -29,6 +31,8 @@ mod sandbox;
 
 #[cfg(feature = "kafka-tests")]
 mod end_to_end;
+#[cfg(feature = "kafka-tests")]
+mod exactly_once;
 #[cfg(feature = "kafka-tests")]
 mod host;
 #[cfg(feature = "kafka-tests")]

@@ -338,3 +338,44 @@ pub fn produce_to_partitions(topic: &str, records: &[(i32, &[u8])]) {
         .flush(Duration::from_secs(60))
         .expect("flush test producer");
 }
+
+/// Reads the enriched and dead-letter topics of `topics` until outputs of
+/// `expected` distinct inputs arrived (at most 120 s), then a little longer
+/// to catch duplicates, and returns both topics' records.
+pub fn read_all_outputs(topics: &TestTopics, expected: usize) -> Vec<Received> {
+    let mut enriched = TopicReader::new(&topics.enriched);
+    let mut dlq = TopicReader::new(&topics.dlq);
+    let complete = super::wait_until(Duration::from_secs(120), || {
+        enriched.poll_for(Duration::from_millis(300));
+        dlq.poll_for(Duration::from_millis(100));
+        let sources: std::collections::BTreeSet<(i32, i64)> = enriched
+            .received
+            .iter()
+            .chain(&dlq.received)
+            .map(Received::source)
+            .collect();
+        sources.len() >= expected
+    });
+    assert!(
+        complete,
+        "only {} enriched and {} dead letters for {expected} inputs",
+        enriched.received.len(),
+        dlq.received.len()
+    );
+    enriched.poll_for(Duration::from_secs(2));
+    dlq.poll_for(Duration::from_secs(1));
+    enriched.received.into_iter().chain(dlq.received).collect()
+}
+
+impl Received {
+    /// Returns the (partition, offset) of the raw record that this output
+    /// came from, from its `weblog.source.*` headers.
+    pub fn source(&self) -> (i32, i64) {
+        let partition = self.header("weblog.source.partition").parse();
+        let offset = self.header("weblog.source.offset").parse();
+        (
+            partition.expect("partition header in decimal"),
+            offset.expect("offset header in decimal"),
+        )
+    }
+}
