@@ -17,6 +17,7 @@ use corpus_sample::corpus_sample;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use weblog_access_log::config::PluginConfig;
 use weblog_access_log::output::enrich_line;
+use weblog_access_log::parse::parse_line;
 
 /// Lines enriched per iteration.
 const SAMPLE_LINES: usize = 1024;
@@ -34,6 +35,15 @@ fn enrich_native(criterion: &mut Criterion) {
         bencher.iter(|| {
             for line in &lines {
                 let _ = black_box(enrich_line(black_box(line), &config));
+            }
+        });
+    });
+    // The scan alone, without enrichment and JSON, to show what each costs.
+    group.bench_function("parse_line", |bencher| {
+        bencher.iter(|| {
+            for line in &lines {
+                let text = std::str::from_utf8(black_box(line)).unwrap_or_default();
+                let _ = black_box(parse_line(text));
             }
         });
     });
