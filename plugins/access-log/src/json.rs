@@ -63,9 +63,9 @@ fn push_string(out: &mut String, text: &str) {
 
 /// Returns how many leading whole 8-byte words of `bytes` need no escape,
 /// in bytes. It tests eight bytes at once with the "has a zero byte" and
-/// "has a byte below n" word tricks from Sean Anderson's Bit Twiddling
-/// Hacks; both may flag a word that needs no escape, never the reverse, and
-/// the caller then checks that word byte by byte.
+/// "has a byte less than n" tricks from Sean Anderson's Bit Twiddling
+/// Hacks. Both may flag a word that needs no escape but never miss one
+/// that does, and the caller then checks a flagged word byte by byte.
 fn clean_prefix_length(bytes: &[u8]) -> usize {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);

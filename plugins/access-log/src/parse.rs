@@ -599,11 +599,13 @@ mod tests {
              AppleWebKit/537.36 (KHTML, like Gecko) Dragon/36.1.1.21 Chrome/36.0.1985.97 \
              Safari/537.36\"",
         );
+
         assert_eq!(record.client.ip, Some("2001:41d0:8:f69::1"));
         assert_eq!(record.client.host, None);
         assert_eq!(record.ident, None);
         assert_eq!(record.user, None);
         assert_eq!(rfc3339(&record), "2015-10-29T06:47:38+01:00");
+
         assert_eq!(
             record.request,
             RequestParts {
@@ -615,6 +617,7 @@ mod tests {
         );
         assert_eq!(record.status, 302);
         assert_eq!(record.bytes, Some(10170));
+
         assert_eq!(record.referer, Some("http://niels.basjes.nl/join_form"));
         assert_eq!(
             record.user_agent,

@@ -1,6 +1,6 @@
 //! Runs the parser natively over the hard cases in
 //! `shared/data/edge-cases.jsonl` beside the repository: each line there
-//! holds one log line and either the exact record expected from it or the
+//! contains one log line and either the exact record expected from it or the
 //! expectation that it is rejected.
 //!
 //! The file is not copied into the repository: a missing file fails the
