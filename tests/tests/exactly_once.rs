@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::util::kafka::{
     committed_and_end, host_run_command, produce, read_all_outputs, unique_name, Received,
-    TestTopics,
+    TestTopics, TopicReader,
 };
 use crate::util::{
     corpus, default_plugin, sigkill_seed, split_lines, wait_until, ChildProcess, SeededRandom,
@@ -51,6 +51,9 @@ struct KillRun {
     outputs: usize,
     duplicates: usize,
     lost: usize,
+    /// Outputs that a read_uncommitted reader sees on top of `outputs`:
+    /// in exactly-once mode, those of transactions aborted after a kill.
+    uncommitted_extra: usize,
 }
 
 /// A clean run with `--exactly-once` writes one output per input, in the
@@ -182,17 +185,20 @@ fn run_with_kills(mode: Mode) -> KillRun {
         .filter(|source| !counts.contains_key(source))
         .count();
     let duplicates = counts.values().map(|n| n - 1).sum();
+    let uncommitted = read_uncommitted_count(&topics, outputs.len());
     let run = KillRun {
         kills,
         inputs: lines.len(),
         outputs: outputs.len(),
         duplicates,
         lost,
+        uncommitted_extra: uncommitted - outputs.len(),
     };
     eprintln!(
         "{label} (seed {seed:#x}): kills {}, inputs {}, outputs {}, duplicates {}, \
-         lost {}; committed at each restart {progress:?}",
-        run.kills, run.inputs, run.outputs, run.duplicates, run.lost
+         lost {}, extra outputs seen by read_uncommitted {}; committed at each restart \
+         {progress:?}",
+        run.kills, run.inputs, run.outputs, run.duplicates, run.lost, run.uncommitted_extra
     );
     run
 }
@@ -255,6 +261,26 @@ fn drain_and_stop(host: &mut ChildProcess, group: &str, topic: &str) {
     );
     let (status, _) = host.terminate(Duration::from_secs(30));
     assert!(status.success(), "host exit {status}: {}", host.stderr());
+}
+
+/// Returns how many records a read_uncommitted reader finds in the
+/// enriched and dead-letter topics, reading until it found `at_least` and
+/// then a little longer.
+fn read_uncommitted_count(topics: &TestTopics, at_least: usize) -> usize {
+    let mut enriched = TopicReader::with_isolation(&topics.enriched, "read_uncommitted");
+    let mut dlq = TopicReader::with_isolation(&topics.dlq, "read_uncommitted");
+    let complete = wait_until(Duration::from_secs(60), || {
+        enriched.poll_for(Duration::from_millis(300));
+        dlq.poll_for(Duration::from_millis(100));
+        enriched.received.len() + dlq.received.len() >= at_least
+    });
+    assert!(
+        complete,
+        "read_uncommitted found fewer outputs than read_committed"
+    );
+    enriched.poll_for(Duration::from_secs(2));
+    dlq.poll_for(Duration::from_secs(1));
+    enriched.received.len() + dlq.received.len()
 }
 
 /// Outputs per source (partition, offset).

@@ -148,11 +148,19 @@ pub struct TopicReader {
 impl TopicReader {
     /// Assigns every partition of `topic` from offset 0.
     pub fn new(topic: &str) -> Self {
+        Self::with_isolation(topic, "read_committed")
+    }
+
+    /// Assigns every partition of `topic` from offset 0 and reads with
+    /// `isolation.level` set to `isolation`, which is `read_committed` or
+    /// `read_uncommitted`. The latter also returns records of aborted
+    /// transactions.
+    pub fn with_isolation(topic: &str, isolation: &str) -> Self {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap())
             .set("group.id", unique_name("reader"))
             .set("enable.auto.commit", "false")
-            .set("isolation.level", "read_committed")
+            .set("isolation.level", isolation)
             .create()
             .expect("create reader");
         let metadata = consumer
