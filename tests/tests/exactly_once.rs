@@ -98,6 +98,65 @@ fn exactly_once_clean_run() {
     }
 }
 
+/// A second host with the same transactional id fences the first, which
+/// stops with status 1 and an error naming its transactional id, while the
+/// second goes on and commits everything. The second host has a group of
+/// its own, so that the first keeps its partition and meets the fence at
+/// its next transaction.
+#[test]
+fn shared_transactional_id_fences_older() {
+    let topics = TestTopics::create("eos-fence", 1);
+    let lines = corpus_lines(2_000);
+    produce_lines(&topics.raw, &lines);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let group = unique_name("eos-fence");
+    let transactional_id = format!("{group}-tx");
+    let newer_group = format!("{group}-newer");
+    let command_in = |group: &str| {
+        let mut command = host_run_command(&topics, group, &default_plugin());
+        command
+            .args(["--exactly-once", "--transactional-id", &transactional_id])
+            .arg("--component-cache")
+            .arg(dir.path().join("components"));
+        command
+    };
+    let mut older = ChildProcess::spawn("older", command_in(&group), dir.path());
+    wait_for_partitions(&older);
+    let mut newer = ChildProcess::spawn("newer", command_in(&newer_group), dir.path());
+    let initialized = wait_until(Duration::from_secs(60), || {
+        newer.stderr().contains("transactions initialized")
+    });
+    assert!(initialized, "newer: {}", newer.stderr());
+
+    // The older host notices the fence at its next transaction.
+    let mut extra = 0;
+    let exited = wait_until(Duration::from_secs(60), || {
+        produce(
+            &topics.raw,
+            &[(None, lines[extra % lines.len()].as_slice())],
+        );
+        extra += 1;
+        older.has_exited()
+    });
+    assert!(exited, "older still runs: {}", older.stderr());
+    let status = older.wait();
+    assert_eq!(status.code(), Some(1), "older: {}", older.stderr());
+    let stderr = older.stderr();
+    assert!(stderr.contains("fenced"), "{stderr}");
+    assert!(stderr.contains(&transactional_id), "{stderr}");
+
+    drain_and_stop(&mut newer, &newer_group, &topics.raw);
+    let ends = committed_and_end(&newer_group, &topics.raw);
+    assert_eq!(
+        ends,
+        vec![(
+            0,
+            Some((lines.len() + extra) as i64),
+            (lines.len() + extra) as i64
+        )]
+    );
+}
+
 /// SIGKILL at seeded random moments with `--exactly-once`: a read_committed
 /// reader finds every input's output exactly once.
 #[test]

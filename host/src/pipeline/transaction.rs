@@ -1,7 +1,7 @@
 //! Exactly-once mode (`run --exactly-once`): each batch is one Kafka
 //! transaction that contains its enriched records, its dead letters and its
 //! consumer offsets, so a downstream consumer with
-//! `isolation.level=read_committed` sees all of a batch's outputs once, or
+//! `isolation.level=read_committed` reads all of a batch's outputs once, or
 //! none of them.
 //!
 //! Batches run one at a time: the loop consumes again only after the
@@ -113,12 +113,7 @@ impl Transactions {
                 tracing::debug!(records, "transaction committed");
                 Ok(())
             }
-            Err(TransactionError::Fatal(error)) => Err(error.context(format!(
-                "transactional producer {:?} failed fatally; if another instance \
-                 uses the same transactional id, give each instance its own \
-                 --instance-id or --transactional-id",
-                self.transactional_id
-            ))),
+            Err(TransactionError::Fatal(error)) => Err(self.fatal(error)),
             Err(TransactionError::Abortable(error)) => {
                 self.abort_and_rewind(error, &first_offsets).await
             }
@@ -178,6 +173,18 @@ impl Transactions {
         }
     }
 
+    /// Adds to a fatal error what it means for the operator.
+    fn fatal(&self, error: anyhow::Error) -> anyhow::Error {
+        error.context(format!(
+            "transactional producer {:?} failed fatally; the broker aborts its \
+             open transaction when an instance with the same id starts or the \
+             transaction times out. If another instance uses this id (it fenced \
+             this one), give each instance its own --instance-id or \
+             --transactional-id",
+            self.transactional_id
+        ))
+    }
+
     /// Aborts the open transaction and seeks each owned partition of the
     /// batch back to its first offset, which is the group's committed
     /// offset because batches commit in order.
@@ -193,8 +200,14 @@ impl Transactions {
             aborts_in_a_row = self.aborts_in_a_row,
             "aborting transaction, its records will be consumed again"
         );
-        tokio::task::block_in_place(|| self.producer.abort_transaction(CALL_TIMEOUT))
-            .with_context(|| format!("failed to abort the transaction after: {cause:#}"))?;
+        let aborted = tokio::task::block_in_place(|| self.producer.abort_transaction(CALL_TIMEOUT));
+        match aborted.map_err(|error| classify(error, "abort the transaction")) {
+            Ok(()) => {}
+            Err(TransactionError::Fatal(error)) => return Err(self.fatal(error)),
+            Err(TransactionError::Abortable(error)) => {
+                return Err(error.context(format!("failed to recover from: {cause:#}")))
+            }
+        }
         anyhow::ensure!(
             self.aborts_in_a_row < MAX_ABORTS_IN_A_ROW,
             "aborted {} transactions in a row, the last after: {cause:#}",

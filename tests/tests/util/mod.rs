@@ -234,6 +234,20 @@ impl ChildProcess {
         }
     }
 
+    /// Tells whether the process has exited, without waiting for it.
+    pub fn has_exited(&mut self) -> bool {
+        let child = self.child.as_mut().expect("process not yet waited for");
+        child.try_wait().expect("poll child").is_some()
+    }
+
+    /// Waits for the process to exit on its own and returns its status.
+    pub fn wait(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("process not yet waited for");
+        child
+            .wait()
+            .unwrap_or_else(|error| panic!("failed to wait for {}: {error}", self.name))
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the exit; returns the
     /// status and stdout.
     pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, String) {
