@@ -85,8 +85,20 @@ fn clean_prefix_length(bytes: &[u8]) -> usize {
     length
 }
 
-/// A JSON object being written to a `String`. Keys are written as given, so
-/// they must not need escaping.
+/// A member name of an object, rendered with its leading comma, quotes and
+/// colon (`,"name":`), so that writing it is one copy. Made by [`key!`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key(pub &'static str);
+
+/// Renders a member name that needs no escaping as a [`Key`].
+#[macro_export]
+macro_rules! key {
+    ($name:literal) => {
+        $crate::json::Key(concat!(",\"", $name, "\":"))
+    };
+}
+
+/// A JSON object being written to a `String`.
 pub struct ObjectWriter<'o> {
     out: &'o mut String,
     empty: bool,
@@ -100,53 +112,67 @@ impl<'o> ObjectWriter<'o> {
     }
 
     /// Writes `key` and the colon, and returns the output for the value.
-    pub fn key(&mut self, key: &str) -> &mut String {
-        let opening = if self.empty { "\"" } else { ",\"" };
+    pub fn key(&mut self, key: Key) -> &mut String {
+        // The first member has no comma before it.
+        let rendered = if self.empty { &key.0[1..] } else { key.0 };
         self.empty = false;
-        self.out.push_str(opening);
-        self.out.push_str(key);
-        self.out.push_str("\":");
+        self.out.push_str(rendered);
         self.out
     }
 
-    /// Writes a string member whose value needs no escaping, such as a
-    /// class name from a fixed list.
-    pub fn plain_string(&mut self, key: &str, value: &'static str) {
+    /// Writes `null` as the value of `key`.
+    pub fn null(&mut self, key: Key) {
+        self.key(key).push_str("null");
+    }
+
+    /// Writes a string member whose value the caller knows needs no
+    /// escaping: a class name from a fixed list, or text it has checked,
+    /// such as an IP literal.
+    pub fn plain_string(&mut self, key: Key, value: &str) {
         let out = self.key(key);
         out.push('"');
         out.push_str(value);
         out.push('"');
     }
 
+    /// Writes a string member as [`Self::plain_string`] does, or `null`
+    /// for `None`.
+    pub fn optional_plain_string(&mut self, key: Key, value: Option<&str>) {
+        match value {
+            Some(value) => self.plain_string(key, value),
+            None => self.null(key),
+        }
+    }
+
     /// Writes a string member.
-    pub fn string(&mut self, key: &str, value: &str) {
+    pub fn string(&mut self, key: Key, value: &str) {
         push_string(self.key(key), value);
     }
 
     /// Writes a string member, or `null` for `None`.
-    pub fn optional_string(&mut self, key: &str, value: Option<&str>) {
+    pub fn optional_string(&mut self, key: Key, value: Option<&str>) {
         match value {
             Some(value) => self.string(key, value),
-            None => self.key(key).push_str("null"),
+            None => self.null(key),
         }
     }
 
     /// Writes an integer member.
-    pub fn integer(&mut self, key: &str, value: impl itoa::Integer) {
+    pub fn integer(&mut self, key: Key, value: impl itoa::Integer) {
         let mut buffer = itoa::Buffer::new();
         self.key(key).push_str(buffer.format(value));
     }
 
     /// Writes an integer member, or `null` for `None`.
-    pub fn optional_integer(&mut self, key: &str, value: Option<impl itoa::Integer>) {
+    pub fn optional_integer(&mut self, key: Key, value: Option<impl itoa::Integer>) {
         match value {
             Some(value) => self.integer(key, value),
-            None => self.key(key).push_str("null"),
+            None => self.null(key),
         }
     }
 
     /// Writes an array of strings.
-    pub fn strings<'v>(&mut self, key: &str, values: impl Iterator<Item = &'v str>) {
+    pub fn strings<'v>(&mut self, key: Key, values: impl Iterator<Item = &'v str>) {
         let out = self.key(key);
         out.push('[');
         for (index, value) in values.enumerate() {
@@ -193,18 +219,20 @@ mod tests {
     fn object_members_in_order() {
         let mut out = String::new();
         let mut object = ObjectWriter::begin(&mut out);
-        object.string("a", "x\"y");
-        object.optional_string("b", None);
-        object.integer("c", 18_446_744_073_709_551_615_u64);
-        object.optional_integer("d", None::<u64>);
-        object.integer("e", -1_000_i64);
-        object.strings("f", ["1", "2"].into_iter());
-        object.strings("g", std::iter::empty());
+        object.string(key!("a"), "x\"y");
+        object.optional_string(key!("b"), None);
+        object.integer(key!("c"), 18_446_744_073_709_551_615_u64);
+        object.optional_integer(key!("d"), None::<u64>);
+        object.integer(key!("e"), -1_000_i64);
+        object.strings(key!("f"), ["1", "2"].into_iter());
+        object.strings(key!("g"), std::iter::empty());
+        object.plain_string(key!("h"), "2xx");
+        object.optional_plain_string(key!("i"), None);
         object.end();
         assert_eq!(
             out,
             "{\"a\":\"x\\\"y\",\"b\":null,\"c\":18446744073709551615,\"d\":null,\
-             \"e\":-1000,\"f\":[\"1\",\"2\"],\"g\":[]}"
+             \"e\":-1000,\"f\":[\"1\",\"2\"],\"g\":[],\"h\":\"2xx\",\"i\":null}"
         );
     }
 }

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use crate::client;
 use crate::config::PluginConfig;
 use crate::json::ObjectWriter;
+use crate::key;
 use crate::parse::{parse_line, AccessRecord, Rejection};
 use crate::request::{route_path, split_query, write_route_json};
 use crate::user_agent;
@@ -81,60 +82,60 @@ fn write_record(
     let mut object = ObjectWriter::begin(out);
     let request = &record.request;
 
-    object.optional_string("ip", record.client.ip);
+    // `ip`, `method` and `protocol` were checked to be an IP literal, an
+    // upper-case token and `HTTP/<version>`, so they need no escaping.
+    object.optional_plain_string(key!("ip"), record.client.ip);
     if let Some(host) = record.client.host {
-        object.string("host", host);
+        object.string(key!("host"), host);
     }
     if let Some(chain) = record.client.forwarded_for {
-        object.strings("forwarded_for", chain.entries());
+        object.strings(key!("forwarded_for"), chain.entries());
     }
     if let Some(vhost) = record.vhost {
-        object.string("vhost", vhost);
+        object.string(key!("vhost"), vhost);
     }
-    object.optional_string("ident", record.ident);
-    object.optional_string("user", record.user);
-    let timestamp = object.key("timestamp");
+    object.optional_string(key!("ident"), record.ident);
+    object.optional_string(key!("user"), record.user);
+    let timestamp = object.key(key!("timestamp"));
     timestamp.push('"');
     record.timestamp.write_rfc3339(timestamp);
     timestamp.push('"');
-    object.optional_string("method", request.method);
-    object.optional_string("path", request.path);
-    object.optional_string("protocol", request.protocol);
-    object.integer("status", record.status);
-    object.optional_integer("bytes", record.bytes);
-    object.optional_string("referer", record.referer);
-    object.optional_string("user_agent", record.user_agent);
+    object.optional_plain_string(key!("method"), request.method);
+    object.optional_string(key!("path"), request.path);
+    object.optional_plain_string(key!("protocol"), request.protocol);
+    object.integer(key!("status"), record.status);
+    object.optional_integer(key!("bytes"), record.bytes);
+    object.optional_string(key!("referer"), record.referer);
+    object.optional_string(key!("user_agent"), record.user_agent);
     if let Some(unsplit) = request.unsplit {
-        object.optional_string("request", unsplit);
+        object.optional_string(key!("request"), unsplit);
     }
     if let Some(extra) = record.extra {
-        object.string("extra", extra);
+        object.string(key!("extra"), extra);
     }
 
-    object.string("service", config.services.service_for(request.path));
-    match status_class(record.status) {
-        Some(class) => object.plain_string("status_class", class),
-        None => object.key("status_class").push_str("null"),
-    }
+    object.string(key!("service"), config.services.service_for(request.path));
+    object.optional_plain_string(key!("status_class"), status_class(record.status));
     match request.path.and_then(route_path) {
-        Some(path) => write_route_json(path, config.hex_id_min_length, object.key("route")),
-        None => object.key("route").push_str("null"),
+        Some(path) => write_route_json(path, config.hex_id_min_length, object.key(key!("route"))),
+        None => object.null(key!("route")),
     }
     let (path_only, query) = match request.path.map(split_query) {
         Some((path_only, query)) => (Some(path_only), query),
         None => (None, None),
     };
-    object.optional_string("path_only", path_only);
-    object.optional_string("query", query);
-    match record.client.address.map(client::classify) {
-        Some(class) => object.plain_string("client_class", class.as_str()),
-        None => object.key("client_class").push_str("null"),
-    }
+    object.optional_string(key!("path_only"), path_only);
+    object.optional_string(key!("query"), query);
+    let client_class = record.client.address.map(client::classify);
+    object.optional_plain_string(
+        key!("client_class"),
+        client_class.map(client::AddressClass::as_str),
+    );
     let user_agent_class = user_agent::classify(record.user_agent);
-    object.plain_string("user_agent_class", user_agent_class.as_str());
-    object.integer("timestamp_ms", record.timestamp.epoch_millis());
+    object.plain_string(key!("user_agent_class"), user_agent_class.as_str());
+    object.integer(key!("timestamp_ms"), record.timestamp.epoch_millis());
     if let Some(raw) = raw_if_lossy {
-        let value = object.key("line_base64");
+        let value = object.key(key!("line_base64"));
         value.push('"');
         base64::engine::general_purpose::STANDARD.encode_string(raw, value);
         value.push('"');

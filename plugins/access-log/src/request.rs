@@ -128,19 +128,18 @@ pub const ID_PLACEHOLDER: &str = "{id}";
 /// `{id}`, and every other byte is kept as logged.
 pub fn write_route_json(path: &str, hex_min_length: usize, out: &mut String) {
     out.push('"');
+    // Text between identifiers is escaped in one call per run of segments.
+    let mut kept_from = 0;
     let mut start = 0;
     for end in memchr::memchr_iter(b'/', path.as_bytes()).chain([path.len()]) {
-        let segment = &path[start..end];
-        if is_identifier(segment, hex_min_length) {
+        if is_identifier(&path[start..end], hex_min_length) {
+            json::push_escaped(out, &path[kept_from..start]);
             out.push_str(ID_PLACEHOLDER);
-        } else {
-            json::push_escaped(out, segment);
-        }
-        if end < path.len() {
-            out.push('/');
+            kept_from = end;
         }
         start = end + 1;
     }
+    json::push_escaped(out, &path[kept_from..]);
     out.push('"');
 }
 
