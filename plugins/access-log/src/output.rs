@@ -50,7 +50,8 @@ const OUTPUT_OVERHEAD_BYTES: usize = 384;
 ///
 /// Bytes that are not valid UTF-8 are replaced by U+FFFD in the values
 /// instead of rejecting the line, and the raw line is kept, base64-encoded,
-/// in `line_base64`.
+/// in `line_base64`. Such a line costs one allocation more than the
+/// output, for its decoded copy.
 pub fn enrich_line(raw: &[u8], config: &PluginConfig) -> Result<String, Rejection> {
     // `from_utf8` validates faster than `from_utf8_lossy` on valid input.
     let line = match std::str::from_utf8(raw) {

@@ -5,8 +5,10 @@
 //! a virtual host (`%v` or `%v:%p`) and optionally followed by
 //! `"%{Referer}i" "%{User-Agent}i"` and by further fields, which are kept
 //! unparsed in `extra`. Fields may be separated by any run of spaces and
-//! tabs. The parser is a single forward scan that borrows every field from
-//! the line and allocates nothing, except for the text of a rejection.
+//! tabs. The parser scans the line forward, looking a few fields ahead only
+//! to tell a virtual host from a client and to end a user agent. It borrows
+//! every field from the line and allocates nothing except the text of a
+//! rejection.
 
 use std::fmt;
 
