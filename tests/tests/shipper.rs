@@ -160,6 +160,12 @@ fn values(received: &[Received]) -> Vec<Vec<u8>> {
 /// Stops the shipper with SIGTERM, checks that it exits 0, and returns
 /// its stdout.
 fn stop_cleanly(shipper: &mut ChildProcess) -> String {
+    // A shipper that has nothing left to send may still be starting, and a
+    // SIGTERM before it handles signals would end it without a clean stop.
+    let started = crate::util::wait_until(STOP_TIMEOUT, || {
+        shipper.stderr().contains("shipping log file")
+    });
+    assert!(started, "shipper never started: {}", shipper.stderr());
     let (status, stdout) = shipper.terminate(STOP_TIMEOUT);
     assert!(
         status.success(),

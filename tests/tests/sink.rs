@@ -178,6 +178,12 @@ fn sigkill_writes_each_record_once() {
 
     let command = kill_test_command(&topic, &dlq, &group, &output);
     let mut last = ChildProcess::spawn("sink-last", command, dir.path());
+    // The killed runs may already have written everything, so wait until
+    // this one handles signals before the SIGTERM below.
+    let started = wait_until(Duration::from_secs(30), || {
+        last.stderr().contains("sink started")
+    });
+    assert!(started, "last sink never started: {}", last.stderr());
     let per_partition = (KILL_RECORDS as i64) / i64::from(KILL_PARTITIONS);
     let expected: BTreeMap<i64, i64> = (0..i64::from(KILL_PARTITIONS))
         .map(|partition| {

@@ -177,6 +177,11 @@ fn drain(mut pipe: impl Read + Send + 'static) -> std::thread::JoinHandle<Vec<u8
     })
 }
 
+/// Log filter for spawned binaries: their lifecycle events at info, the
+/// libraries at warn. It matches the binaries' default.
+const LIFECYCLE_LOG_FILTER: &str =
+    "warn,weblog_common=info,weblog_host=info,weblog_shipper=info,weblog_sink=info";
+
 /// A child process that is killed on drop, so that a failing test does not
 /// leave it running. Its stderr goes to a file for the failure message.
 pub struct ChildProcess {
@@ -190,6 +195,11 @@ impl ChildProcess {
     pub fn spawn(name: &str, mut command: Command, dir: &Path) -> Self {
         let stderr_path = dir.join(format!("{name}.stderr"));
         let stderr = std::fs::File::create(&stderr_path).expect("create stderr file");
+        // Tests wait for lifecycle lines such as "consuming", so a RUST_LOG
+        // from the caller's shell must not hide them.
+        if !command.get_envs().any(|(key, _)| key == "RUST_LOG") {
+            command.env("RUST_LOG", LIFECYCLE_LOG_FILTER);
+        }
         let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
