@@ -79,7 +79,7 @@ pub fn cache_key(engine: &Engine, component_digest: &str) -> String {
 }
 
 /// Compiles `bytes` into a component, or loads the compiled component from
-/// `cache` when it holds one for the same bytes and engine. A cache entry
+/// `cache` when it contains one for the same bytes and engine. A cache entry
 /// that fails to load, or a failed write, is logged and does not fail the
 /// load.
 pub fn load_component(

@@ -78,7 +78,7 @@ impl Plugin {
     }
 
     /// Loads the plugin like [`Plugin::load`], but takes the compiled
-    /// component from `cache` when it holds one, and stores it there
+    /// component from `cache` when it contains one, and stores it there
     /// otherwise.
     pub fn load_cached(
         engine: &Engine,

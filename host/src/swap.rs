@@ -145,7 +145,7 @@ struct Swapper {
     counts: Arc<SwapCounts>,
 }
 
-/// What starts a swap: SIGHUP, admin requests and the file's last seen
+/// Sources of a swap: SIGHUP, admin requests and the file's last seen
 /// signature.
 struct Triggers {
     hangup: tokio::signal::unix::Signal,

@@ -251,7 +251,7 @@ async fn commit_offsets(
     .context("failed to join the commit task")?;
     if let Err(error) = result {
         // Expected when a rebalance revoked a partition of this batch. The
-        // checkpoint, not the group, says where this sink resumes.
+        // checkpoint, not the group, decides where this sink resumes.
         tracing::warn!(
             error = %error,
             offsets = %describe_offsets(&list),

@@ -42,7 +42,7 @@ pub const ENRICHMENT_KEYS: [&str; 8] = [
 ];
 
 /// Bytes of JSON output besides the logged values: keys, punctuation and
-/// the enrichment values, rounded up so that one allocation usually holds
+/// the enrichment values, rounded up so that one allocation usually fits
 /// a record.
 const OUTPUT_OVERHEAD_BYTES: usize = 384;
 

@@ -325,7 +325,7 @@ pub fn produce_to_partitions(topic: &str, records: &[(i32, &[u8])]) {
         let mut record = BaseRecord::<[u8], [u8]>::to(topic)
             .partition(*partition)
             .payload(value);
-        // The queue holds 100,000 records by default; wait while it is full.
+        // The queue takes 100,000 records by default; wait while it is full.
         loop {
             match producer.send(record) {
                 Ok(()) => break,
