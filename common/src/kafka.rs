@@ -13,6 +13,12 @@ use rdkafka::ClientConfig;
 /// single-node broker that `make broker-up` starts.
 pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "127.0.0.1:9092";
 
+/// librdkafka statistics interval when `--stats-interval-ms` is not given,
+/// in milliseconds. The broker metrics, the readiness check and the lag
+/// gauges refresh this often; a report costs the client a JSON document of a
+/// few KiB per broker and partition.
+pub const DEFAULT_STATS_INTERVAL_MS: u64 = 5000;
+
 /// librdkafka settings that the binaries fix themselves, because the
 /// delivery guarantees depend on them.
 const RESERVED_KEYS: &[&str] = &[
@@ -46,13 +52,26 @@ pub struct KafkaArgs {
         value_parser = parse_key_value
     )]
     pub kafka_options: Vec<(String, String)>,
+
+    /// Interval of librdkafka's statistics in milliseconds. The Kafka
+    /// metrics, the broker readiness check and the lag gauges refresh this
+    /// often.
+    #[arg(
+        long,
+        env = "WEBLOG_STATS_INTERVAL_MS",
+        default_value_t = DEFAULT_STATS_INTERVAL_MS,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub stats_interval_ms: u64,
 }
 
 impl KafkaArgs {
     /// Builds the base client config: brokers plus the raw options.
     pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
         let mut config = ClientConfig::new();
-        config.set("bootstrap.servers", &self.bootstrap_servers);
+        config
+            .set("bootstrap.servers", &self.bootstrap_servers)
+            .set("statistics.interval.ms", self.stats_interval_ms.to_string());
         for (key, value) in &self.kafka_options {
             if RESERVED_KEYS.contains(&key.as_str()) {
                 bail!(
@@ -60,9 +79,20 @@ impl KafkaArgs {
                      use the dedicated flag or remove the option"
                 );
             }
+            if key == "statistics.interval.ms" {
+                bail!(
+                    "invalid --kafka-option {key}={value}: weblog sets {key} itself; \
+                     use --stats-interval-ms instead"
+                );
+            }
             config.set(key, value);
         }
         Ok(config)
+    }
+
+    /// Returns the interval of librdkafka's statistics.
+    pub fn stats_interval(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stats_interval_ms)
     }
 
     /// Builds the config of a producer that waits for every in-sync replica

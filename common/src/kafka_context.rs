@@ -7,14 +7,19 @@
 //! broker is unreachable, librdkafka repeats the same error many times a
 //! second, so each error code is logged at most once per
 //! [`REPEAT_INTERVAL`], with a count of the ones skipped. Rebalances are
-//! logged at info with the partitions involved.
+//! logged at info with the partitions involved. A context made with
+//! [`LoggingContext::with_stats`] also turns librdkafka's statistics into
+//! metrics and a readiness check (see [`crate::kafka_stats`]).
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
+
+use crate::kafka_stats::ClientStats;
 
 /// Min time between two log events for the same error code.
 const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
@@ -24,10 +29,31 @@ const REPEAT_INTERVAL: Duration = Duration::from_secs(30);
 #[derive(Debug, Default)]
 pub struct LoggingContext {
     errors: ErrorThrottle,
+    stats: Option<ClientStats>,
+}
+
+impl LoggingContext {
+    /// Returns a context that also records the statistics of the client
+    /// named `client` (such as `producer`) as metrics.
+    pub fn with_stats(client: &str) -> Self {
+        Self {
+            errors: ErrorThrottle::default(),
+            stats: Some(ClientStats::new(client)),
+        }
+    }
 }
 
 impl ClientContext for LoggingContext {
+    fn stats(&self, statistics: Statistics) {
+        if let Some(stats) = &self.stats {
+            stats.record(&statistics);
+        }
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
+        if let Some(stats) = &self.stats {
+            stats.record_error(&error);
+        }
         self.errors.log(error, reason);
     }
 }

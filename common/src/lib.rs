@@ -1,15 +1,25 @@
 //! Code that the shipper, host and sink share: Kafka client settings taken
 //! from flags and environment variables, tracing setup, the shutdown
 //! signal, and durable checkpoint writes. Each binary owns its own pipeline; nothing here touches records.
+//!
+//! Monitoring: [`admin`] serves `/metrics`, `/healthz` and `/readyz`,
+//! [`metrics`] installs the Prometheus recorder, [`kafka_stats`] turns
+//! librdkafka statistics into metrics and a readiness check, and [`lag`]
+//! computes consumer lag for the gauges and `weblog-host lag`.
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod durable;
 pub mod kafka;
 pub mod kafka_context;
+pub mod kafka_stats;
+pub mod lag;
 pub mod logging;
+pub mod metrics;
 pub mod shutdown;
 
+pub use admin::AdminArgs;
 pub use kafka::KafkaArgs;
 pub use kafka_context::LoggingContext;
 pub use logging::LogArgs;
