@@ -79,6 +79,7 @@ lint:
 bench: plugin
 	cd plugins && $(CARGO) bench --bench parse
 	$(CARGO) bench -p weblog-host --bench plugin
+	$(CARGO) bench -p weblog-host --bench swap
 
 clean:
 	$(CARGO) clean

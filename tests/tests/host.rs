@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::util::custom_section::with_custom_section;
 use crate::util::kafka::{
     committed_and_end, host_run_command, produce, unique_name, Received, TestTopics, TopicReader,
 };
@@ -196,6 +197,73 @@ fn canary_rejects_then_sighup_swaps() {
     let first = &enriched.received[0];
     assert_eq!(first.header("weblog.plugin.name"), "hostile");
     assert_eq!(first.header("weblog.plugin.digest"), sha256_hex(&hostile));
+}
+
+/// A candidate whose `init` refuses the running config, and one that traps
+/// on every canary record, are both refused. The running plugin keeps
+/// enriching through both attempts and after them.
+#[test]
+fn candidates_that_fail_init_or_trap_are_refused() {
+    let topics = TestTopics::create("host-refuse", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_path = dir.path().join("plugin.wasm");
+    let access_log = std::fs::read(default_plugin()).expect("read default plugin");
+    let hostile = std::fs::read(fixture_plugin("weblog_test_hostile")).expect("read test plugin");
+    let broken =
+        std::fs::read(fixture_plugin("weblog_test_broken_candidate")).expect("read test plugin");
+    install_plugin(dir.path(), &plugin_path, &access_log);
+
+    let mut command = host_run_command(&topics, &unique_name("host-refuse"), &plugin_path);
+    command
+        .args(["--plugin-config", "service.route./api/orders=checkout"])
+        .arg("--no-component-cache");
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let good: Vec<(Option<&[u8]>, &[u8])> = (0..50).map(|_| (None, GOOD_LINE)).collect();
+    produce(&topics.raw, &good);
+    let mut enriched = TopicReader::new(&topics.enriched);
+    enriched.read_at_least(50, Duration::from_secs(60));
+
+    let rejected = |host: &ChildProcess, count: usize| {
+        crate::util::wait_until(Duration::from_secs(60), || {
+            host.stderr().matches("plugin swap rejected").count() == count
+        })
+    };
+    // The hostile plugin's init knows no `service.route.` setting.
+    install_plugin(dir.path(), &plugin_path, &hostile);
+    assert!(rejected(&host, 1), "no rejection: {}", host.stderr());
+    assert!(
+        host.stderr().contains("unknown setting")
+            && host.stderr().contains("service.route./api/orders"),
+        "{}",
+        host.stderr()
+    );
+    install_plugin(dir.path(), &plugin_path, &broken);
+    assert!(rejected(&host, 2), "no second rejection: {}", host.stderr());
+    assert!(
+        host.stderr()
+            .contains("the candidate trapped, timed out or broke the output contract on 50 of 50"),
+        "{}",
+        host.stderr()
+    );
+    host.assert_running();
+
+    produce(&topics.raw, &good);
+    enriched.read_at_least(100, Duration::from_secs(60));
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+
+    assert!(
+        !host.stderr().contains("plugin swapped"),
+        "{}",
+        host.stderr()
+    );
+    assert_eq!(enriched.received.len(), 100);
+    let digest = sha256_hex(&access_log);
+    for record in &enriched.received {
+        assert_eq!(record.header("weblog.plugin.digest"), digest);
+        let value: Value = serde_json::from_slice(&record.value).expect("enriched JSON");
+        assert_eq!(value["service"], "checkout", "{value}");
+    }
 }
 
 /// `POST /reload` on the admin endpoint answers with the outcome of the
@@ -486,32 +554,6 @@ fn install_plugin(dir: &Path, path: &Path, bytes: &[u8]) {
     let temp = dir.join("plugin.wasm.new");
     std::fs::write(&temp, bytes).expect("write plugin");
     std::fs::rename(&temp, path).expect("rename plugin into place");
-}
-
-/// Returns the component with a custom section appended, which changes
-/// its digest but not its behaviour.
-fn with_custom_section(component: &[u8], name: &str, payload: &[u8]) -> Vec<u8> {
-    let mut content = leb128(name.len());
-    content.extend_from_slice(name.as_bytes());
-    content.extend_from_slice(payload);
-    let mut bytes = component.to_vec();
-    bytes.push(0);
-    bytes.extend(leb128(content.len()));
-    bytes.extend(content);
-    bytes
-}
-
-fn leb128(mut value: usize) -> Vec<u8> {
-    let mut bytes = Vec::new();
-    loop {
-        let byte = (value & 0x7f) as u8;
-        value >>= 7;
-        if value == 0 {
-            bytes.push(byte);
-            return bytes;
-        }
-        bytes.push(byte | 0x80);
-    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

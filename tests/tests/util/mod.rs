@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+// The host's swap bench makes new plugin builds the same way.
+#[path = "../../../host/benches/support/custom_section.rs"]
+pub mod custom_section;
 #[cfg(feature = "kafka-tests")]
 pub mod kafka;
 
