@@ -10,6 +10,8 @@
 //! - `exactly_once`: the host's `--exactly-once` mode, clean and under
 //!   SIGKILL, next to the default mode under the same kills.
 //! - `end_to_end`: the three real corpora through the whole pipeline.
+//! - `crash`: the same corpora with shipper, host and sink killed with
+//!   SIGKILL at seeded random moments, in both delivery modes of the host.
 //!
 //! The Kafka tests need the `kafka-tests` feature and a broker at
 //! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `make test` starts one. Each
@@ -29,6 +31,8 @@ mod edge_cases;
 mod enrich_file;
 mod sandbox;
 
+#[cfg(feature = "kafka-tests")]
+mod crash;
 #[cfg(feature = "kafka-tests")]
 mod end_to_end;
 #[cfg(feature = "kafka-tests")]

@@ -387,3 +387,47 @@ impl Received {
         )
     }
 }
+
+/// Reads every partition of `topic` from offset 0 up to its end as it is
+/// when the reader reaches it, with `isolation.level=read_committed`, and
+/// returns the records. Call it once nothing writes to the topic any more.
+/// Panics when the end is not reached within `timeout`.
+pub fn read_to_end(topic: &str, timeout: Duration) -> Vec<Received> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique_name("reader"))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed")
+        .set("enable.partition.eof", "true")
+        .create()
+        .expect("create reader");
+    let metadata = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(10))
+        .expect("fetch metadata");
+    let mut assignment = TopicPartitionList::new();
+    let mut open: std::collections::BTreeSet<i32> = std::collections::BTreeSet::new();
+    for partition in metadata.topics()[0].partitions() {
+        assignment
+            .add_partition_offset(topic, partition.id(), Offset::Beginning)
+            .expect("add partition");
+        open.insert(partition.id());
+    }
+    consumer.assign(&assignment).expect("assign partitions");
+    let deadline = Instant::now() + timeout;
+    let mut received = Vec::new();
+    while !open.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "partitions {open:?} of {topic} not read to the end within {timeout:?}"
+        );
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(message)) => received.push(Received::from_message(&message)),
+            Some(Err(rdkafka::error::KafkaError::PartitionEOF(partition))) => {
+                open.remove(&partition);
+            }
+            Some(Err(error)) => panic!("failed to read {topic}: {error}"),
+            None => {}
+        }
+    }
+    received
+}

@@ -364,3 +364,82 @@ pub fn sigkill_seed(default: u64) -> u64 {
     };
     parsed.unwrap_or_else(|error| panic!("invalid WEBLOG_SIGKILL_SEED {text:?}: {error}"))
 }
+
+/// Returns the sink's output files in write order: the rotated files
+/// `PATH.000001`, `PATH.000002`, ... that exist, then `PATH`.
+pub fn sink_output_files(output: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for sequence in 1.. {
+        let rotated = PathBuf::from(format!("{}.{sequence:06}", output.display()));
+        if !rotated.exists() {
+            break;
+        }
+        files.push(rotated);
+    }
+    files.push(output.to_path_buf());
+    files
+}
+
+/// Returns the lines of every sink output file in write order, empty when
+/// none exists yet.
+pub fn sink_output_lines(output: &Path) -> Vec<Vec<u8>> {
+    sink_output_files(output)
+        .iter()
+        .flat_map(|file| split_lines(&std::fs::read(file).unwrap_or_default()))
+        .collect()
+}
+
+/// The default plugin's outcome for one line, as `enrich-file` reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LineOutcome {
+    /// The records emitted, each as canonical JSON (keys sorted).
+    Enriched(Vec<String>),
+    /// The line is dead-lettered.
+    Rejected,
+}
+
+/// Runs `enrich-file` with the default plugin over each corpus and returns
+/// the outcome per distinct line. Equal lines must get equal outcomes,
+/// because the plugin sees no clock and no other input.
+pub fn corpus_outcomes() -> std::collections::HashMap<Vec<u8>, LineOutcome> {
+    let mut outcomes = std::collections::HashMap::new();
+    for name in CORPORA {
+        let path = corpus(name);
+        let lines = split_lines(&std::fs::read(&path).expect("read corpus"));
+        let output = run(Command::new(binary("weblog-host"))
+            .arg("enrich-file")
+            .arg("--plugin")
+            .arg(default_plugin())
+            .arg("--input")
+            .arg(&path));
+        assert!(output.status.success(), "enrich-file failed on {name}");
+        let stdout = String::from_utf8(output.stdout).expect("enrich-file writes UTF-8");
+        for entry in stdout.lines() {
+            let value: serde_json::Value = serde_json::from_str(entry).expect("enrich-file JSON");
+            let number = value["line"].as_u64().expect("line number") as usize;
+            let outcome = match value.get("records") {
+                Some(serde_json::Value::Array(records)) => {
+                    LineOutcome::Enriched(records.iter().map(ToString::to_string).collect())
+                }
+                _ => LineOutcome::Rejected,
+            };
+            let line = lines[number - 1].clone();
+            if let Some(previous) = outcomes.insert(line, outcome.clone()) {
+                assert_eq!(
+                    previous, outcome,
+                    "equal lines of {name} enriched differently"
+                );
+            }
+        }
+    }
+    outcomes
+}
+
+/// Re-serializes a JSON text with sorted keys, so that equal records
+/// compare equal.
+pub fn canonical_json(text: &[u8]) -> String {
+    let value: serde_json::Value = serde_json::from_slice(text).unwrap_or_else(|error| {
+        panic!("invalid JSON ({error}): {}", String::from_utf8_lossy(text))
+    });
+    value.to_string()
+}
