@@ -4,10 +4,21 @@
 //! librdkafka settings through `--kafka-option key=value`. The settings that
 //! carry our delivery guarantees are set here and cannot be overridden by a
 //! raw option: trying to is an error that names the option.
+//!
+//! Secrets such as `sasl.password` can come from `--kafka-option-file`
+//! instead of the command line, and their values never appear in errors,
+//! `Debug` output or help text (see [`secrets`]).
 
-use anyhow::{bail, Context};
+mod secrets;
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::bail;
 use clap::Args;
 use rdkafka::ClientConfig;
+
+pub use secrets::{is_sensitive_key, shown_value, REDACTED};
 
 /// Broker list used when neither the flag nor its variable is set: the local
 /// single-node broker that `make broker-up` starts.
@@ -33,7 +44,7 @@ const RESERVED_KEYS: &[&str] = &[
 ];
 
 /// Kafka flags shared by every binary.
-#[derive(Args, Clone, Debug)]
+#[derive(Args, Clone)]
 pub struct KafkaArgs {
     /// Comma-separated list of Kafka brokers (host:port) to bootstrap from.
     #[arg(long, env = "WEBLOG_BOOTSTRAP_SERVERS", default_value = DEFAULT_BOOTSTRAP_SERVERS)]
@@ -43,15 +54,26 @@ pub struct KafkaArgs {
     /// security.protocol=SASL_SSL. Repeat the flag for several settings;
     /// in the variable, separate them with commas. Settings that the
     /// delivery guarantees depend on (acks, idempotence, auto commit) are
-    /// rejected.
+    /// rejected. Put secrets in --kafka-option-file instead.
+    // The variable's value stays out of --help, because it may hold a
+    // password.
     #[arg(
         long = "kafka-option",
         env = "WEBLOG_KAFKA_OPTIONS",
+        hide_env_values = true,
         value_name = "KEY=VALUE",
         value_delimiter = ',',
-        value_parser = parse_key_value
+        value_parser = secrets::KeyValueParser
     )]
     pub kafka_options: Vec<(String, String)>,
+
+    /// File of raw librdkafka settings, one KEY=VALUE per line; blank lines
+    /// and lines starting with '#' are ignored. Meant for secrets such as
+    /// sasl.password or ssl.key.password, which then stay out of the process
+    /// list and the environment. A key set both here and by --kafka-option
+    /// is an error.
+    #[arg(long, env = "WEBLOG_KAFKA_OPTION_FILE", value_name = "PATH")]
+    pub kafka_option_file: Option<PathBuf>,
 
     /// Interval of librdkafka's statistics in milliseconds. The Kafka
     /// metrics, the broker readiness check and the lag gauges refresh this
@@ -72,22 +94,48 @@ impl KafkaArgs {
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("statistics.interval.ms", self.stats_interval_ms.to_string());
-        for (key, value) in &self.kafka_options {
+        for (key, value) in &self.raw_options()? {
+            let shown = shown_value(key, value);
             if RESERVED_KEYS.contains(&key.as_str()) {
                 bail!(
-                    "invalid --kafka-option {key}={value}: weblog sets {key} itself; \
+                    "invalid --kafka-option {key}={shown}: weblog sets {key} itself; \
                      use the dedicated flag or remove the option"
                 );
             }
             if key == "statistics.interval.ms" {
                 bail!(
-                    "invalid --kafka-option {key}={value}: weblog sets {key} itself; \
+                    "invalid --kafka-option {key}={shown}: weblog sets {key} itself; \
                      use --stats-interval-ms instead"
                 );
             }
             config.set(key, value);
         }
+        secrets::check_settings(&config)?;
         Ok(config)
+    }
+
+    /// Returns the raw settings of `--kafka-option` followed by those of
+    /// `--kafka-option-file`. Fails when the file cannot be read or sets a
+    /// key that a flag sets too.
+    pub fn raw_options(&self) -> anyhow::Result<Vec<(String, String)>> {
+        let mut options = self.kafka_options.clone();
+        let Some(path) = &self.kafka_option_file else {
+            return Ok(options);
+        };
+        for (key, value) in secrets::read_option_file(path)? {
+            if self
+                .kafka_options
+                .iter()
+                .any(|(flag_key, _)| *flag_key == key)
+            {
+                bail!(
+                    "invalid kafka option {key}: it is set both by --kafka-option and in \
+                     --kafka-option-file {path:?}; keep one"
+                );
+            }
+            options.push((key, value));
+        }
+        Ok(options)
     }
 
     /// Returns the interval of librdkafka's statistics.
@@ -118,8 +166,8 @@ impl KafkaArgs {
         transactional_id: &str,
     ) -> anyhow::Result<ClientConfig> {
         if let Some((key, value)) = self
-            .kafka_options
-            .iter()
+            .raw_options()?
+            .into_iter()
             .find(|(key, _)| key == "transactional.id")
         {
             bail!(
@@ -146,16 +194,20 @@ impl KafkaArgs {
     }
 }
 
-/// Parses `key=value` for `--kafka-option`.
-fn parse_key_value(text: &str) -> anyhow::Result<(String, String)> {
-    let (key, value) = text
-        .split_once('=')
-        .with_context(|| format!("invalid kafka option {text:?}: expected KEY=VALUE"))?;
-    let key = key.trim();
-    if key.is_empty() {
-        bail!("invalid kafka option {text:?}: the key before '=' is empty");
+/// Shows the flags with secret values replaced by [`REDACTED`].
+impl fmt::Debug for KafkaArgs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let options: Vec<String> = self
+            .kafka_options
+            .iter()
+            .map(|(key, value)| format!("{key}={}", shown_value(key, value)))
+            .collect();
+        f.debug_struct("KafkaArgs")
+            .field("bootstrap_servers", &self.bootstrap_servers)
+            .field("kafka_options", &options)
+            .field("kafka_option_file", &self.kafka_option_file)
+            .finish_non_exhaustive()
     }
-    Ok((key.to_string(), value.to_string()))
 }
 
 #[cfg(test)]
@@ -227,6 +279,88 @@ mod tests {
             .transactional_producer_config("host-a")
             .expect_err("the id has its own flag");
         assert!(error.to_string().contains("--transactional-id"), "{error}");
+    }
+
+    #[test]
+    fn option_file_adds_settings() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("client.properties");
+        std::fs::write(
+            &path,
+            "# SCRAM\nsasl.username=weblog\nsasl.password=hunter2\n",
+        )
+        .expect("write option file");
+        let file = path.to_str().expect("UTF-8 path");
+        let args = ["--kafka-option", "client.id=c", "--kafka-option-file", file];
+        let cli = parse(&args).expect("flags are valid");
+        let config = cli.kafka.client_config().expect("options are valid");
+        assert_eq!(config.get("client.id"), Some("c"));
+        assert_eq!(config.get("sasl.username"), Some("weblog"));
+        assert_eq!(config.get("sasl.password"), Some("hunter2"));
+    }
+
+    #[test]
+    fn key_in_file_and_flag_is_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("client.properties");
+        std::fs::write(&path, "sasl.password=hunter2\n").expect("write option file");
+        let file = path.to_str().expect("UTF-8 path");
+        let args = [
+            "--kafka-option",
+            "sasl.password=other",
+            "--kafka-option-file",
+            file,
+        ];
+        let cli = parse(&args).expect("flags are valid");
+        let error = cli.kafka.client_config().expect_err("set twice");
+        let message = format!("{error:#}");
+        assert!(message.contains("sasl.password"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+        assert!(!message.contains("other"), "{message}");
+    }
+
+    #[test]
+    fn missing_option_file_is_named() {
+        let args = ["--kafka-option-file", "/nonexistent/client.properties"];
+        let cli = parse(&args).expect("flags are valid");
+        let error = cli.kafka.client_config().expect_err("no such file");
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("/nonexistent/client.properties"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn debug_output_hides_secrets() {
+        let args = [
+            "--kafka-option",
+            "sasl.password=hunter2",
+            "--kafka-option",
+            "sasl.username=weblog",
+        ];
+        let cli = parse(&args).expect("flags are valid");
+        let shown = format!("{:?}", cli.kafka);
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("sasl.password=[redacted]"), "{shown}");
+        assert!(shown.contains("sasl.username=weblog"), "{shown}");
+    }
+
+    #[test]
+    fn misspelt_secret_is_not_echoed() {
+        let cli = parse(&["--kafka-option", "sasl.pasword=hunter2"]).expect("flags are valid");
+        let error = cli.kafka.producer_config().expect_err("unknown key");
+        let message = format!("{error:#}");
+        assert!(message.contains("sasl.pasword"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn option_without_equals_is_not_echoed() {
+        let error = parse(&["--kafka-option", "hunter2"]).err().expect("no '='");
+        let message = error.to_string();
+        assert!(message.contains("--kafka-option"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
     }
 
     #[test]

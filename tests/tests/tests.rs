@@ -6,6 +6,7 @@
 //!   and chained after the default plugin.
 //! - `sandbox`: the plugin sandbox against the misbehaving test plugins in
 //!   `fixtures/plugins`, through `enrich-file` and, with Kafka, `run`.
+//! - `secrets`: Kafka passwords stay out of `--help`, errors and logs.
 //! - `shipper`, `sink`, `host`: each binary against a real Kafka broker.
 //! - `exactly_once`: the host's `--exactly-once` mode, clean and under
 //!   SIGKILL, next to the default mode under the same kills.
@@ -30,6 +31,7 @@ mod anonymize;
 mod edge_cases;
 mod enrich_file;
 mod sandbox;
+mod secrets;
 
 #[cfg(feature = "kafka-tests")]
 mod crash;
