@@ -159,6 +159,9 @@ impl Check {
     }
 }
 
+/// Paths every binary serves with GET.
+const STANDARD_ROUTES: &[&str] = &["/metrics", "/healthz", "/readyz"];
+
 /// Response of an admin route.
 pub type AdminResponse = Response<Full<Bytes>>;
 
@@ -224,15 +227,17 @@ impl AdminServer {
             }
             return handler(request).await;
         }
+        if !STANDARD_ROUTES.contains(&path.as_str()) {
+            return reply(StatusCode::NOT_FOUND, &self.not_found());
+        }
         if request.method() != Method::GET {
             return reply(StatusCode::METHOD_NOT_ALLOWED, &format!("use GET {path}\n"));
         }
         match path.as_str() {
             "/metrics" => self.render_metrics(),
-            "/healthz" if health().is_running() => reply(StatusCode::OK, "ok\n"),
-            "/healthz" => reply(StatusCode::SERVICE_UNAVAILABLE, "main loop: not running\n"),
             "/readyz" => readiness(),
-            _ => reply(StatusCode::NOT_FOUND, &self.not_found()),
+            _ if health().is_running() => reply(StatusCode::OK, "ok\n"),
+            _ => reply(StatusCode::SERVICE_UNAVAILABLE, "main loop: not running\n"),
         }
     }
 
@@ -251,11 +256,10 @@ impl AdminServer {
     }
 
     fn not_found(&self) -> String {
-        let mut routes = vec![
-            "GET /metrics".to_string(),
-            "GET /healthz".to_string(),
-            "GET /readyz".to_string(),
-        ];
+        let mut routes: Vec<String> = STANDARD_ROUTES
+            .iter()
+            .map(|path| format!("GET {path}"))
+            .collect();
         routes.extend(
             self.routes
                 .iter()

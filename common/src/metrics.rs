@@ -9,7 +9,14 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+
+// The binaries record through these re-exports, so that all of them use
+// the one `metrics` version that the recorder is built for.
+pub use metrics::{
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
+};
+pub use metrics_exporter_prometheus::PrometheusHandle;
 
 /// Gauge 1 with the binary's name and version as labels.
 pub const BUILD_INFO: &str = "weblog_build_info";

@@ -8,7 +8,8 @@
 //! - [`cache`]: compiled components on disk, so a restart does not compile.
 //! - [`canary`]: the check a replacement plugin passes before a swap.
 //! - [`swap`]: the file watch and SIGHUP that trigger a swap.
-//! - [`admin`]: the admin HTTP endpoint, for reload requests.
+//! - [`admin`]: the admin HTTP endpoint: metrics, health and reload requests.
+//! - [`metrics`]: names of the Prometheus metrics and their recorder.
 //! - [`failure`]: the kind and reason of a failed plugin call.
 //! - [`outcome`]: what became of each input record.
 //! - [`headers`]: names of the headers on output records and dead letters.
@@ -24,6 +25,9 @@ pub mod canary;
 pub mod enrich_file;
 pub mod failure;
 pub mod headers;
+pub mod metrics;
+#[cfg(feature = "native-plugin")]
+pub mod native;
 pub mod outcome;
 pub mod pipeline;
 pub mod plugin;

@@ -39,6 +39,9 @@ enum Command {
     Run(RunArgs),
     /// Run a plugin over a file without Kafka and print one JSON object per line.
     EnrichFile(EnrichFileArgs),
+    /// Print a consumer group's lag per partition: committed offset, end
+    /// offset and the records between them.
+    Lag(weblog_common::lag::LagArgs),
 }
 
 /// Plugin flags shared by both commands.
@@ -147,8 +150,14 @@ struct RunArgs {
     /// Loopback address for the admin HTTP endpoint, such as
     /// 127.0.0.1:9464; `POST /reload` swaps the plugin like SIGHUP. Off by
     /// default, so that several hosts on one machine do not compete for a
-    /// port.
-    #[arg(long, env = "WEBLOG_ADMIN_ADDR", value_name = "ADDR")]
+    /// port. It also serves GET /metrics, /healthz and /readyz; port 0
+    /// picks a free port, logged at start.
+    #[arg(
+        long,
+        env = "WEBLOG_ADMIN_ADDR",
+        value_name = "ADDR",
+        value_parser = weblog_common::admin::parse_admin_addr
+    )]
     admin_addr: Option<SocketAddr>,
 
     /// Put each batch's outputs and offsets in one Kafka transaction, so
@@ -169,6 +178,13 @@ struct RunArgs {
     /// host name].
     #[arg(long, env = "WEBLOG_HOST_INSTANCE_ID", requires = "exactly_once")]
     instance_id: Option<String>,
+
+    /// Call the default plugin's parser compiled into the host in place of
+    /// the component's, with the same settings, to measure what the
+    /// sandbox costs. For benchmarks only.
+    #[cfg(feature = "native-plugin")]
+    #[arg(long, hide = true)]
+    native_plugin: bool,
 }
 
 impl RunArgs {
@@ -250,10 +266,15 @@ fn run(command: Command) -> anyhow::Result<()> {
     match command {
         Command::Run(args) => run_pipeline(args),
         Command::EnrichFile(args) => run_enrich_file(args),
+        Command::Lag(args) => weblog_common::lag::run_lag_command(&args),
     }
 }
 
 fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
+    #[cfg(feature = "native-plugin")]
+    if args.native_plugin {
+        weblog_host::native::enable(&args.plugin.plugin_config)?;
+    }
     anyhow::ensure!(
         args.batch_size > 0,
         "invalid --batch-size 0: a batch holds at least one record"

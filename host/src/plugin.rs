@@ -249,6 +249,10 @@ impl Plugin {
     /// Calls `enrich-batch` on the live instance, creating one first if the
     /// last call killed it.
     fn call_batch(&mut self, records: &[InputRecord]) -> Result<Vec<Outcome>, Failure> {
+        #[cfg(feature = "native-plugin")]
+        if let Some(outcomes) = crate::native::enrich_batch(records) {
+            return Ok(outcomes);
+        }
         if self.live.is_none() {
             self.instantiate().map_err(|error| Failure {
                 kind: FailureKind::Trap,
@@ -264,10 +268,17 @@ impl Plugin {
         live.store.data().take_memory_limit_hit();
         live.store.data().take_stderr();
         live.store.set_epoch_deadline(self.limits.deadline_ticks());
+        let started = Instant::now();
         let result = live
             .bindings
             .weblog_enrich_plugin()
             .call_enrich_batch(&mut live.store, records);
+        weblog_common::metrics::histogram!(
+            crate::metrics::PLUGIN_CALL_DURATION,
+            "plugin" => self.identity.name.clone(),
+            "version" => self.identity.version.clone(),
+        )
+        .record(started.elapsed().as_secs_f64());
         match result {
             Ok(outcomes) => Ok(outcomes),
             Err(error) => {

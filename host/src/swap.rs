@@ -178,6 +178,7 @@ async fn watch(
             }
         };
         tracing::info!(trigger, path = ?swapper.settings.path, "loading candidate plugin");
+        weblog_common::metrics::counter!(crate::metrics::PLUGIN_SWAP_ATTEMPTS).increment(1);
         let started = Instant::now();
         let joined = tokio::task::spawn_blocking(move || {
             let result = swapper.prepare(trigger, started);
@@ -206,6 +207,8 @@ async fn watch(
             Ok(None) => {}
             Err(error) => {
                 swapper.counts.rejected.fetch_add(1, Ordering::Relaxed);
+                weblog_common::metrics::counter!(crate::metrics::PLUGIN_SWAPS, "result" => "refused")
+                    .increment(1);
                 tracing::warn!(
                     trigger,
                     path = ?swapper.settings.path,

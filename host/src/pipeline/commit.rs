@@ -16,7 +16,11 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::consume::HostConsumer;
+use super::produce::error_label;
+use crate::metrics::{PRODUCED_BYTES, PRODUCE_ERRORS, RECORDS_DEAD_LETTERED, RECORDS_PRODUCED};
+use crate::outcome::FailureKind;
 use rdkafka::producer::DeliveryFuture;
+use weblog_common::metrics::counter;
 
 /// Outputs of one batch on their way to Kafka.
 pub(super) struct PendingBatch {
@@ -24,6 +28,63 @@ pub(super) struct PendingBatch {
     pub(super) deliveries: Vec<DeliveryFuture>,
     /// Offsets to commit once every delivery succeeded.
     pub(super) next_offsets: BTreeMap<(String, i32), i64>,
+    /// What the deliveries carry, counted once they are acknowledged.
+    pub(super) outputs: OutputCounts,
+}
+
+/// Enriched records and dead letters of one batch, for the metrics.
+#[derive(Debug)]
+pub(super) struct OutputCounts {
+    output_topic: String,
+    dlq_topic: String,
+    enriched: u64,
+    enriched_bytes: u64,
+    /// Dead letters per failure kind.
+    dead_letters: BTreeMap<&'static str, u64>,
+}
+
+impl OutputCounts {
+    pub(super) fn new(output_topic: &str, dlq_topic: &str) -> Self {
+        Self {
+            output_topic: output_topic.to_string(),
+            dlq_topic: dlq_topic.to_string(),
+            enriched: 0,
+            enriched_bytes: 0,
+            dead_letters: BTreeMap::new(),
+        }
+    }
+
+    pub(super) fn add_enriched(&mut self, bytes: usize) {
+        self.enriched += 1;
+        self.enriched_bytes += bytes as u64;
+    }
+
+    pub(super) fn add_dead_letter(&mut self, kind: FailureKind) {
+        *self.dead_letters.entry(kind.as_str()).or_default() += 1;
+    }
+
+    /// Returns the dead letters per failure kind.
+    pub(super) fn dead_letters(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.dead_letters
+            .iter()
+            .map(|(kind, count)| (*kind, *count))
+    }
+
+    /// Adds the counts to the produced and dead-lettered metrics. Call once
+    /// Kafka acknowledged every output.
+    pub(super) fn record_acknowledged(&self) {
+        let topic = self.output_topic.clone();
+        counter!(RECORDS_PRODUCED, "topic" => topic.clone()).increment(self.enriched);
+        counter!(PRODUCED_BYTES, "topic" => topic).increment(self.enriched_bytes);
+        for (kind, count) in self.dead_letters() {
+            counter!(
+                RECORDS_DEAD_LETTERED,
+                "topic" => self.dlq_topic.clone(),
+                "kind" => kind,
+            )
+            .increment(count);
+        }
+    }
 }
 
 /// Totals since start, for the shutdown log.
@@ -65,6 +126,7 @@ pub(super) async fn commit_in_order(
     let mut to_commit: BTreeMap<(String, i32), i64> = BTreeMap::new();
     while let Some(batch) = batches.recv().await {
         await_deliveries(batch.deliveries).await?;
+        batch.outputs.record_acknowledged();
         to_commit.extend(batch.next_offsets);
 
         // Batches that are already waiting are folded into one commit.
@@ -82,6 +144,8 @@ pub(super) async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> anyhow:
             Ok(Ok(_)) => {}
             Ok(Err((error, message))) => {
                 use rdkafka::Message;
+                counter!(PRODUCE_ERRORS, "topic" => message.topic().to_string(), "error" => error_label(&error))
+                    .increment(1);
                 anyhow::bail!(
                     "failed to deliver a record to topic {:?}: {error}; \
                      offsets after the last acknowledged batch stay uncommitted",

@@ -9,9 +9,13 @@ use anyhow::Context;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::statistics::Statistics;
 use rdkafka::{ClientContext, TopicPartitionList};
 use tokio_util::sync::CancellationToken;
+use weblog_common::admin::{health, Check};
 use weblog_common::kafka_context::{describe_partitions, ErrorThrottle};
+use weblog_common::kafka_stats::ClientStats;
+use weblog_common::metrics::{counter, histogram};
 
 use super::PipelineConfig;
 use crate::bindings::InputRecord;
@@ -32,14 +36,35 @@ pub(super) struct ConsumedBatch {
     pub(super) next_offsets: BTreeMap<(String, i32), i64>,
 }
 
-/// Consumer context that keeps the set of assigned partitions.
-#[derive(Default)]
+/// Consumer context that keeps the set of assigned partitions, and
+/// reports it and the client's statistics to the admin endpoint.
 pub(super) struct HostContext {
     assigned: Mutex<HashSet<(String, i32)>>,
     errors: ErrorThrottle,
+    stats: ClientStats,
+    /// Readiness check that passes while a partition is assigned.
+    partitions_check: Check,
 }
 
 impl HostContext {
+    fn new() -> Self {
+        Self {
+            assigned: Mutex::default(),
+            errors: ErrorThrottle::default(),
+            stats: ClientStats::new("consumer"),
+            partitions_check: health().register("partitions", "no partition assigned yet"),
+        }
+    }
+
+    /// Updates the partitions check from the assigned set.
+    fn report_assignment(&self, assigned: &HashSet<(String, i32)>) {
+        if assigned.is_empty() {
+            self.partitions_check.fail("no partition assigned");
+        } else {
+            self.partitions_check.pass();
+        }
+    }
+
     /// Tells whether this instance currently owns the partition.
     pub(super) fn owns(&self, topic: &str, partition: i32) -> bool {
         self.assigned
@@ -50,7 +75,12 @@ impl HostContext {
 }
 
 impl ClientContext for HostContext {
+    fn stats(&self, statistics: Statistics) {
+        self.stats.record(&statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
+        self.stats.record_error(&error);
         self.errors.log(error, reason);
     }
 }
@@ -64,6 +94,7 @@ impl ConsumerContext for HostContext {
             for element in partitions.elements() {
                 assigned.remove(&(element.topic().to_string(), element.partition()));
             }
+            self.report_assignment(&assigned);
             tracing::info!(partitions = %describe_partitions(partitions), "partitions revoked");
         }
     }
@@ -75,6 +106,7 @@ impl ConsumerContext for HostContext {
                     for element in partitions.elements() {
                         assigned.insert((element.topic().to_string(), element.partition()));
                     }
+                    self.report_assignment(&assigned);
                 }
                 tracing::info!(partitions = %describe_partitions(partitions), "partitions assigned");
             }
@@ -85,7 +117,12 @@ impl ConsumerContext for HostContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            Ok(()) => tracing::debug!(partitions = offsets.count(), "offsets committed"),
+            // librdkafka reports synchronous and asynchronous commits here,
+            // so this counts each commit once.
+            Ok(()) => {
+                counter!(crate::metrics::COMMITS).increment(1);
+                tracing::debug!(partitions = offsets.count(), "offsets committed");
+            }
             // At-least-once still holds: the partition's next owner starts
             // from the last successful commit and replays the rest.
             Err(error) => tracing::warn!(error = %error, "offset commit failed"),
@@ -99,7 +136,7 @@ impl HostContext {
         config
             .kafka
             .consumer_config(&config.group_id)?
-            .create_with_context(HostContext::default())
+            .create_with_context(HostContext::new())
             .with_context(|| {
                 format!(
                     "failed to create consumer for {}",
@@ -151,6 +188,7 @@ pub(super) async fn next_batch(
             }
         }
     }
+    batch.record_metrics(&config.input_topic);
     Ok(Some(batch))
 }
 
@@ -177,6 +215,17 @@ impl ConsumedBatch {
         self.next_offsets
             .retain(|(topic, partition), _| context.owns(topic, *partition));
         before - self.records.len()
+    }
+
+    /// Counts the batch's records and bytes. The host subscribes to one
+    /// topic, so every record is from `topic`.
+    fn record_metrics(&self, topic: &str) {
+        let bytes: usize = self.records.iter().map(|record| record.value.len()).sum();
+        counter!(crate::metrics::RECORDS_CONSUMED, "topic" => topic.to_string())
+            .increment(self.records.len() as u64);
+        counter!(crate::metrics::CONSUMED_BYTES, "topic" => topic.to_string())
+            .increment(bytes as u64);
+        histogram!(crate::metrics::BATCH_RECORDS).record(self.records.len() as f64);
     }
 
     fn push(&mut self, message: &BorrowedMessage<'_>) {

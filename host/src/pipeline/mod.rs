@@ -32,6 +32,7 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::ClientConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use weblog_common::admin::health;
 use weblog_common::{KafkaArgs, LoggingContext};
 
 use crate::cache::ComponentCache;
@@ -83,6 +84,8 @@ pub struct PipelineConfig {
 /// Runs the pipeline until `shutdown` is cancelled, then finishes in-flight
 /// batches, commits and returns.
 pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    crate::metrics::install()?;
+    let plugin_check = health().register("plugin", "plugin not loaded yet");
     let engine = sandbox::create_engine_compiling_on_one_thread()?;
     let cache = config.component_cache.clone().map(ComponentCache::new);
     let mut plugin = Plugin::load_cached(
@@ -92,6 +95,8 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         config.limits,
         cache.as_ref(),
     )?;
+    plugin_check.pass();
+    crate::metrics::set_plugin_info(plugin.identity(), 1.0);
 
     let producer_config = match &config.transactional_id {
         Some(id) => config.kafka.transactional_producer_config(id)?,
@@ -99,7 +104,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     };
     let message_max_bytes = message_max_bytes(&producer_config)?;
     let producer: FutureProducer<LoggingContext> = producer_config
-        .create_with_context(LoggingContext::default())
+        .create_with_context(LoggingContext::with_stats("producer"))
         .with_context(|| {
             format!(
                 "failed to create producer for {}",
@@ -155,7 +160,14 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         reload_requests,
         shutdown.child_token(),
     )?;
+    weblog_common::lag::spawn_lag_gauge(
+        consumer.clone(),
+        crate::metrics::CONSUMER_LAG,
+        config.kafka.stats_interval(),
+        shutdown.child_token(),
+    );
     let started = Instant::now();
+    health().set_running(true);
 
     let loop_result = async {
         loop {
@@ -187,6 +199,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         anyhow::Ok(())
     }
     .await;
+    health().set_running(false);
 
     drop(pending);
     let commit_result = committer.await.context("failed to join the commit task")?;
@@ -223,6 +236,9 @@ fn swap_in(running: Plugin, replacement: Replacement, counts: &SwapCounts) -> Pl
     let old = running.identity();
     let new = replacement.plugin.identity();
     counts.add_swapped();
+    crate::metrics::set_plugin_info(old, 0.0);
+    crate::metrics::set_plugin_info(new, 1.0);
+    weblog_common::metrics::counter!(crate::metrics::PLUGIN_SWAPS, "result" => "done").increment(1);
     tracing::info!(
         trigger = replacement.trigger,
         old_plugin = %old.name,

@@ -14,13 +14,15 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
-use super::commit::{PendingBatch, PipelineCounts};
+use super::commit::{OutputCounts, PendingBatch, PipelineCounts};
 use super::consume::ConsumedBatch;
 use super::PipelineConfig;
 use crate::bindings::InputRecord;
 use crate::headers;
+use crate::metrics::{PLUGIN_FAILURES, PRODUCE_ERRORS};
 use crate::outcome::{EnrichOutcome, Failure, FailureKind};
 use crate::plugin::PluginIdentity;
+use weblog_common::metrics::counter;
 use weblog_common::LoggingContext;
 
 /// Pause before retrying a record that met a full local producer queue.
@@ -79,6 +81,7 @@ impl Output {
             batch.records.len()
         );
         let mut deliveries = Vec::with_capacity(batch.records.len());
+        let mut outputs = OutputCounts::new(&self.output_topic, &self.dlq_topic);
         for (input, outcome) in batch.records.iter().zip(outcomes) {
             let outcome = match outcome {
                 EnrichOutcome::Enriched(records) => self.check_sizes(input, plugin, records),
@@ -88,6 +91,7 @@ impl Output {
                 EnrichOutcome::Enriched(records) => {
                     counts.add_enriched(records.len());
                     for record in &records {
+                        outputs.add_enriched(record.len());
                         let headers = source_headers(input, plugin);
                         deliveries.push(
                             self.produce(&self.output_topic, input, record.as_bytes(), headers)
@@ -97,6 +101,7 @@ impl Output {
                 }
                 EnrichOutcome::Failed(failure) => {
                     counts.add_dead_lettered(1);
+                    outputs.add_dead_letter(failure.kind);
                     let headers = failure_headers(input, plugin, &failure);
                     deliveries.push(
                         self.produce(&self.dlq_topic, input, &input.value, headers)
@@ -106,9 +111,11 @@ impl Output {
             }
         }
         counts.add_consumed(batch.records.len());
+        record_plugin_failures(plugin, &outputs);
         Ok(PendingBatch {
             deliveries,
             next_offsets: batch.next_offsets,
+            outputs,
         })
     }
 
@@ -133,6 +140,8 @@ impl Output {
                     tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
                 }
                 Err((error, _)) => {
+                    counter!(PRODUCE_ERRORS, "topic" => topic.to_string(), "error" => error_label(&error))
+                        .increment(1);
                     anyhow::bail!(
                         "failed to produce to topic {topic:?} for {}/{}@{}: {error}",
                         input.topic,
@@ -186,6 +195,28 @@ impl Output {
                 self.message_max_bytes
             ),
         })
+    }
+}
+
+/// Counts the batch's failed records per kind for the plugin that failed.
+fn record_plugin_failures(plugin: &PluginIdentity, outputs: &OutputCounts) {
+    for (kind, count) in outputs.dead_letters() {
+        counter!(
+            PLUGIN_FAILURES,
+            "plugin" => plugin.name.clone(),
+            "version" => plugin.version.clone(),
+            "kind" => kind,
+        )
+        .increment(count);
+    }
+}
+
+/// Returns the label of a produce error: librdkafka's error code, such as
+/// `MessageSizeTooLarge`, or `other`.
+pub(super) fn error_label(error: &KafkaError) -> String {
+    match error.rdkafka_error_code() {
+        Some(code) => format!("{code:?}"),
+        None => "other".to_string(),
     }
 }
 

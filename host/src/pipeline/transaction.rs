@@ -150,7 +150,10 @@ impl Transactions {
         })
         .map_err(|error| classify(error, "send offsets to the transaction"))?;
 
-        self.commit()
+        self.commit()?;
+        pending.outputs.record_acknowledged();
+        weblog_common::metrics::counter!(crate::metrics::COMMITS).increment(1);
+        Ok(())
     }
 
     /// Commits the open transaction, calling again while librdkafka marks
