@@ -19,8 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::kafka::{
-    Received, TestTopics, bootstrap, committed_and_end, create_topics, host_run_command,
-    read_to_end, unique_name,
+    Received, TestTopics, bootstrap, committed_and_end_at, create_replicated_topics,
+    read_to_end_at, unique_name,
 };
 use crate::util::{
     CORPORA, ChildProcess, LineOutcome, SeededRandom, binary, canonical_json, corpus,
@@ -52,53 +52,53 @@ const SINK_ROTATE_BYTES: &str = "1048576";
 
 /// Delivery mode of the host.
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Mode {
+pub enum Mode {
     AtLeastOnce,
     ExactlyOnce,
 }
 
-/// The three processes the test kills.
+/// The three processes of the pipeline.
 #[derive(Clone, Copy, Debug)]
-enum Role {
+pub enum Role {
     Shipper,
     Host,
     Sink,
 }
 
-const ROLES: [Role; 3] = [Role::Shipper, Role::Host, Role::Sink];
+pub const ROLES: [Role; 3] = [Role::Shipper, Role::Host, Role::Sink];
 
 /// What one run counted, printed and asserted by the tests.
 #[derive(Debug)]
-struct Tally {
-    seed: u64,
+pub struct Tally {
+    pub seed: u64,
     /// SIGKILLs of shipper, host and sink.
-    kills: [usize; 3],
-    lines_in: usize,
+    pub kills: [usize; 3],
+    pub lines_in: usize,
     /// Records in the raw topic; more than `lines_in` by the shipper's
     /// duplicates.
-    raw_records: usize,
+    pub raw_records: usize,
     /// Lines in the sink's output files.
-    lines_out: usize,
-    dead_letters: usize,
+    pub lines_out: usize,
+    pub dead_letters: usize,
     /// Raw records sent twice by the shipper.
-    shipper_duplicates: usize,
+    pub shipper_duplicates: usize,
     /// Outputs beyond one per raw record: from the host's at-least-once
     /// replays, or from the sink.
-    pipeline_duplicates: usize,
+    pub pipeline_duplicates: usize,
     /// Outputs that some raw record should have yielded but are missing.
-    missing_from_raw: usize,
+    pub missing_from_raw: usize,
     /// Input lines without their outputs.
-    lost: usize,
+    pub lost: usize,
     /// Outputs that no raw record accounts for.
-    unexpected: usize,
+    pub unexpected: usize,
     /// Sink lines that differ from the enriched topic's records, as a
     /// multiset difference in either direction.
-    sink_mismatch: usize,
+    pub sink_mismatch: usize,
     /// Raw records whose output count in the topics differs from the
     /// expected one (exactly-once) or falls short of it (at-least-once).
-    wrong_source_counts: usize,
+    pub wrong_source_counts: usize,
     /// Records the sink dead-lettered, which should be none.
-    sink_dead_letters: usize,
+    pub sink_dead_letters: usize,
 }
 
 /// With `--exactly-once` the sink's files contain each raw record's
@@ -108,23 +108,7 @@ struct Tally {
 fn exactly_once_pipeline_survives_sigkill() {
     let tally = run_with_kills(Mode::ExactlyOnce);
     assert!(tally.kills.iter().all(|k| *k >= MIN_KILLS), "{tally:?}");
-    assert_eq!(tally.lost, 0, "input lines lost");
-    assert_eq!(tally.missing_from_raw, 0, "raw records without outputs");
-    assert_eq!(tally.unexpected, 0, "outputs no raw record explains");
-    assert_eq!(
-        tally.pipeline_duplicates, 0,
-        "duplicates after the raw topic"
-    );
-    assert_eq!(
-        tally.wrong_source_counts, 0,
-        "raw records with wrong output counts"
-    );
-    assert_eq!(
-        tally.sink_mismatch, 0,
-        "sink file differs from the enriched topic"
-    );
-    assert_eq!(tally.sink_dead_letters, 0, "records the sink dead-lettered");
-    assert_eq!(tally.raw_records, tally.lines_in + tally.shipper_duplicates);
+    tally.assert_exactly_once();
 }
 
 /// In the default at-least-once mode nothing is lost either; outputs can
@@ -159,7 +143,7 @@ fn run_with_kills(mode: Mode) -> Tally {
     eprintln!("{label}: seed {seed:#x}");
     let mut random = SeededRandom(seed);
     let lines = corpus_lines();
-    let mut pipeline = Pipeline::start(label, mode);
+    let mut pipeline = Pipeline::start(label, mode, bootstrap());
 
     let writer = {
         let path = pipeline.log_path.clone();
@@ -182,12 +166,12 @@ fn run_with_kills(mode: Mode) -> Tally {
         kills[pick] += 1;
     }
     writer.join().expect("writer thread");
-    pipeline.drain(&lines);
+    pipeline.drain();
     pipeline.tally(seed, kills, &lines)
 }
 
 /// Returns every line of the three corpora, in corpus order.
-fn corpus_lines() -> Vec<Vec<u8>> {
+pub fn corpus_lines() -> Vec<Vec<u8>> {
     CORPORA
         .iter()
         .flat_map(|name| split_lines(&std::fs::read(corpus(name)).expect("read corpus")))
@@ -195,7 +179,7 @@ fn corpus_lines() -> Vec<Vec<u8>> {
 }
 
 /// Appends `lines` to `path` in chunks with a pause after each.
-fn append_in_chunks(path: &Path, lines: &[Vec<u8>]) {
+pub fn append_in_chunks(path: &Path, lines: &[Vec<u8>]) {
     for chunk in lines.chunks(WRITE_CHUNK_LINES) {
         let mut content = Vec::new();
         for line in chunk {
@@ -212,12 +196,14 @@ fn append_in_chunks(path: &Path, lines: &[Vec<u8>]) {
 }
 
 /// The running processes and everything they share across restarts.
-struct Pipeline {
+pub struct Pipeline {
     mode: Mode,
+    bootstrap: String,
     dir: tempfile::TempDir,
     topics: TestTopics,
     sink_dlq: String,
-    log_path: PathBuf,
+    /// The file the shipper follows.
+    pub log_path: PathBuf,
     output: PathBuf,
     host_group: String,
     sink_group: String,
@@ -227,16 +213,24 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    /// Creates the topics and the followed file and starts the processes.
-    fn start(label: &str, mode: Mode) -> Self {
-        let topics = TestTopics::create(label, PARTITIONS);
+    /// Creates the topics at `bootstrap` and the followed file, and starts
+    /// the processes.
+    pub fn start(label: &str, mode: Mode, bootstrap: String) -> Self {
+        let topics = TestTopics {
+            raw: unique_name(&format!("{label}-raw")),
+            enriched: unique_name(&format!("{label}-enriched")),
+            dlq: unique_name(&format!("{label}-dlq")),
+        };
+        let names = [&topics.raw, &topics.enriched, &topics.dlq].map(String::as_str);
+        create_replicated_topics(&bootstrap, &names, PARTITIONS, 1, &[]);
         let sink_dlq = unique_name(&format!("{label}-sink-dlq"));
-        create_topics(&[&sink_dlq], 1);
+        create_replicated_topics(&bootstrap, &[&sink_dlq], 1, 1, &[]);
         let dir = tempfile::tempdir().expect("temp dir");
         let log_path = dir.path().join("access.log");
         std::fs::write(&log_path, b"").expect("create followed file");
         let mut pipeline = Self {
             mode,
+            bootstrap,
             output: dir.path().join("enriched.jsonl"),
             dir,
             topics,
@@ -267,7 +261,7 @@ impl Pipeline {
 
     /// Kills the process with SIGKILL, checks that it had not exited on
     /// its own, and starts it again.
-    fn kill_and_restart(&mut self, role: Role) {
+    pub fn kill_and_restart(&mut self, role: Role) {
         self.assert_running(&ROLES);
         let process = &mut self.processes[role as usize];
         let status = process.kill_hard();
@@ -280,37 +274,39 @@ impl Pipeline {
         self.processes[role as usize] = self.spawn(role);
     }
 
-    /// Waits until the raw topic contains every line, the host committed
-    /// it all and the sink wrote everything, stopping each process with
-    /// SIGTERM in that order.
-    fn drain(&mut self, lines: &[Vec<u8>]) {
-        let wanted = multiset(lines.iter().cloned());
-        let mut raw = crate::util::kafka::TopicReader::new(&self.topics.raw);
+    /// Waits until the shipper's checkpoint covers the followed file, the
+    /// host committed the raw topic and the sink wrote everything, and
+    /// stops each process with SIGTERM in that order.
+    pub fn drain(&mut self) {
+        let length = std::fs::metadata(&self.log_path)
+            .expect("followed file")
+            .len();
+        let checkpoint = self.dir.path().join("shipper.checkpoint");
         let shipped = wait_until(DRAIN_TIMEOUT, || {
             self.assert_running(&ROLES);
-            raw.poll_for(Duration::from_millis(300));
-            let got = multiset(raw.received.iter().map(|record| record.value.clone()));
-            wanted
-                .iter()
-                .all(|(line, n)| got.get(line).copied().unwrap_or(0) >= *n)
+            shipper_checkpoint_offset(&checkpoint) == length
         });
-        assert!(shipped, "raw topic misses lines after {DRAIN_TIMEOUT:?}");
+        assert!(
+            shipped,
+            "shipper checkpoint at {} of {length} bytes",
+            shipper_checkpoint_offset(&checkpoint)
+        );
         self.stop(Role::Shipper, "shipping log file");
 
         let committed = wait_until(DRAIN_TIMEOUT, || {
             self.assert_running(&[Role::Host, Role::Sink]);
-            committed_and_end(&self.host_group, &self.topics.raw)
+            committed_and_end_at(&self.bootstrap, &self.host_group, &self.topics.raw)
                 .iter()
                 .all(|(_, committed, end)| *committed == Some(*end))
         });
         assert!(
             committed,
             "host offsets {:?}",
-            committed_and_end(&self.host_group, &self.topics.raw)
+            committed_and_end_at(&self.bootstrap, &self.host_group, &self.topics.raw)
         );
         self.stop(Role::Host, "consuming");
 
-        let enriched = read_to_end(&self.topics.enriched, DRAIN_TIMEOUT).len();
+        let enriched = read_to_end_at(&self.bootstrap, &self.topics.enriched, DRAIN_TIMEOUT).len();
         let written = wait_until(DRAIN_TIMEOUT, || {
             self.assert_running(&[Role::Sink]);
             sink_output_lines(&self.output).len() >= enriched
@@ -323,8 +319,18 @@ impl Pipeline {
         self.stop(Role::Sink, "sink started");
     }
 
+    /// The sink's output file.
+    pub fn output(&self) -> &Path {
+        &self.output
+    }
+
+    /// Returns the CPU time the running process of `role` used so far.
+    pub fn cpu_time(&self, role: Role) -> Duration {
+        self.processes[role as usize].cpu_time()
+    }
+
     /// Panics with its stderr when one of `roles` has exited.
-    fn assert_running(&mut self, roles: &[Role]) {
+    pub fn assert_running(&mut self, roles: &[Role]) {
         for role in roles {
             self.processes[*role as usize].assert_running();
         }
@@ -345,12 +351,13 @@ impl Pipeline {
     }
 
     /// Reads the topics and the sink's files and counts what arrived.
-    fn tally(&self, seed: u64, kills: [usize; 3], lines: &[Vec<u8>]) -> Tally {
+    pub fn tally(&self, seed: u64, kills: [usize; 3], lines: &[Vec<u8>]) -> Tally {
         let outcomes = corpus_outcomes();
-        let raw = read_to_end(&self.topics.raw, DRAIN_TIMEOUT);
-        let enriched = read_to_end(&self.topics.enriched, DRAIN_TIMEOUT);
-        let dlq = read_to_end(&self.topics.dlq, DRAIN_TIMEOUT);
-        let sink_dead_letters = read_to_end(&self.sink_dlq, DRAIN_TIMEOUT).len();
+        let read = |topic: &str| read_to_end_at(&self.bootstrap, topic, DRAIN_TIMEOUT);
+        let raw = read(&self.topics.raw);
+        let enriched = read(&self.topics.enriched);
+        let dlq = read(&self.topics.dlq);
+        let sink_dead_letters = read(&self.sink_dlq).len();
         let sink_lines: Vec<String> = sink_output_lines(&self.output)
             .iter()
             .map(|line| canonical_json(line))
@@ -426,7 +433,7 @@ impl Pipeline {
         command
             .args([
                 "--bootstrap-servers",
-                &bootstrap(),
+                &self.bootstrap,
                 "--topic",
                 &self.topics.raw,
             ])
@@ -444,8 +451,16 @@ impl Pipeline {
     /// a restart takes over at once.
     fn host_command(&self) -> Command {
         let group = &self.host_group;
-        let mut command = host_run_command(&self.topics, group, &default_plugin());
+        let mut command = Command::new(binary("weblog-host"));
         command
+            .arg("run")
+            .args(["--bootstrap-servers", &self.bootstrap])
+            .args(["--input-topic", &self.topics.raw])
+            .args(["--output-topic", &self.topics.enriched])
+            .args(["--dlq-topic", &self.topics.dlq])
+            .args(["--group-id", group])
+            .arg("--plugin")
+            .arg(default_plugin())
             .arg("--component-cache")
             .arg(self.dir.path().join("components"))
             .args(["--kafka-option", &format!("group.instance.id={group}-0")])
@@ -463,7 +478,7 @@ impl Pipeline {
         let group = &self.sink_group;
         let mut command = Command::new(binary("weblog-sink"));
         command
-            .args(["--bootstrap-servers", &bootstrap()])
+            .args(["--bootstrap-servers", &self.bootstrap])
             .args([
                 "--topic",
                 &self.topics.enriched,
@@ -483,6 +498,28 @@ impl Pipeline {
 }
 
 impl Tally {
+    /// Asserts that no input line is lost and that the outputs equal the
+    /// raw topic's records, each enriched once.
+    pub fn assert_exactly_once(&self) {
+        assert_eq!(self.lost, 0, "input lines lost");
+        assert_eq!(self.missing_from_raw, 0, "raw records without outputs");
+        assert_eq!(self.unexpected, 0, "outputs no raw record explains");
+        assert_eq!(
+            self.pipeline_duplicates, 0,
+            "duplicates after the raw topic"
+        );
+        assert_eq!(
+            self.wrong_source_counts, 0,
+            "raw records with wrong output counts"
+        );
+        assert_eq!(
+            self.sink_mismatch, 0,
+            "sink file differs from the enriched topic"
+        );
+        assert_eq!(self.sink_dead_letters, 0, "records the sink dead-lettered");
+        assert_eq!(self.raw_records, self.lines_in + self.shipper_duplicates);
+    }
+
     /// Prints the counts on stderr, where `--nocapture` shows them.
     fn print(self, mode: Mode) -> Self {
         let [shipper, host, sink] = self.kills;
@@ -507,6 +544,22 @@ impl Tally {
         );
         self
     }
+}
+
+/// Returns the byte offset up to which the shipper's checkpoint at `path`
+/// covers its one file, 0 before the first checkpoint.
+fn shipper_checkpoint_offset(path: &Path) -> u64 {
+    let Ok(content) = std::fs::read(path) else {
+        return 0;
+    };
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&content).expect("checkpoint is valid JSON");
+    checkpoint["files"]
+        .as_array()
+        .and_then(|files| files.first())
+        .map_or(0, |file| {
+            file["offset"].as_u64().expect("offset is a number")
+        })
 }
 
 /// Counts equal items.

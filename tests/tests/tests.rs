@@ -8,11 +8,13 @@
 //!   `fixtures/plugins`, through `enrich-file` and, with Kafka, `run`.
 //! - `secrets`: Kafka passwords stay out of `--help`, errors and logs.
 //! - `shipper`, `sink`, `host`: each binary against a real Kafka broker.
+//! - `progress`: the shipper's progress log lines and their counts.
 //! - `exactly_once`: the host's `--exactly-once` mode, clean and under
 //!   SIGKILL, next to the default mode under the same kills.
 //! - `end_to_end`: the three real corpora through the whole pipeline.
 //! - `crash`: the same corpora with shipper, host and sink killed with
 //!   SIGKILL at seeded random moments, in both delivery modes of the host.
+//! - `broker_crash`: the pipeline through a SIGKILL of a private broker.
 //!
 //! The Kafka tests need the `kafka-tests` feature and a broker at
 //! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `make test` starts one. Each
@@ -34,6 +36,8 @@ mod sandbox;
 mod secrets;
 
 #[cfg(feature = "kafka-tests")]
+mod broker_crash;
+#[cfg(feature = "kafka-tests")]
 mod crash;
 #[cfg(feature = "kafka-tests")]
 mod end_to_end;
@@ -41,6 +45,8 @@ mod end_to_end;
 mod exactly_once;
 #[cfg(feature = "kafka-tests")]
 mod host;
+#[cfg(feature = "kafka-tests")]
+mod progress;
 #[cfg(feature = "kafka-tests")]
 mod shipper;
 #[cfg(feature = "kafka-tests")]

@@ -225,8 +225,17 @@ pub fn produce(topic: &str, records: &[(Option<&[u8]>, &[u8])]) {
 /// Returns, per partition, the group's committed offset and the high
 /// watermark (`None` for no commit).
 pub fn committed_and_end(group: &str, topic: &str) -> Vec<(i32, Option<i64>, i64)> {
+    committed_and_end_at(&bootstrap(), group, topic)
+}
+
+/// Returns [`committed_and_end`] from the broker at `bootstrap`.
+pub fn committed_and_end_at(
+    bootstrap: &str,
+    group: &str,
+    topic: &str,
+) -> Vec<(i32, Option<i64>, i64)> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()
@@ -393,8 +402,13 @@ impl Received {
 /// returns the records. Call it once nothing writes to the topic any more.
 /// Panics when the end is not reached within `timeout`.
 pub fn read_to_end(topic: &str, timeout: Duration) -> Vec<Received> {
+    read_to_end_at(&bootstrap(), topic, timeout)
+}
+
+/// Returns [`read_to_end`] from the broker at `bootstrap`.
+pub fn read_to_end_at(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<Received> {
     let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+        .set("bootstrap.servers", bootstrap)
         .set("group.id", unique_name("reader"))
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed")

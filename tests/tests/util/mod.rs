@@ -230,6 +230,30 @@ impl ChildProcess {
         );
     }
 
+    /// Returns the process id.
+    pub fn id(&self) -> u32 {
+        self.child
+            .as_ref()
+            .expect("process not yet waited for")
+            .id()
+    }
+
+    /// Returns the CPU time the process used so far (user plus system),
+    /// from `/proc/<pid>/stat`.
+    pub fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.id()))
+            .unwrap_or_else(|error| panic!("failed to read the stat of {}: {error}", self.name));
+        // The command name in parentheses can contain spaces, so the fields
+        // are counted from the last `)`: utime and stime are fields 14 and 15.
+        let fields: Vec<&str> = stat[stat.rfind(')').expect("stat has a command name") + 2..]
+            .split(' ')
+            .collect();
+        let ticks: u64 =
+            fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime");
+        // The fields count USER_HZ ticks, 100 per second on Linux.
+        Duration::from_millis(ticks * 10)
+    }
+
     /// Returns what the process wrote to stderr so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()

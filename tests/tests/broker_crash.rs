@@ -1,0 +1,171 @@
+//! A broker killed with SIGKILL in the middle of a run. The test starts a
+//! private single-node broker with `scripts/kafka.sh` in a temporary run
+//! directory, runs shipper, host and sink against it on the NASA corpus,
+//! kills the broker's JVM, checks that the three processes stay alive
+//! without spinning while it is down, starts it again on the same data and
+//! checks that every line arrives.
+//!
+//! The broker listens on `WEBLOG_TEST_BROKER_PORT` (its controller on the
+//! next port), or on a free port the test picks.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::crash::{Mode, Pipeline, ROLES, append_in_chunks};
+use crate::util::{corpus, repo_root, run, sink_output_lines, split_lines, wait_until};
+
+/// How long the broker stays down.
+const OUTAGE: Duration = Duration::from_secs(10);
+
+/// Sink lines written before the broker is killed, so that the outage
+/// lands mid-run.
+const LINES_BEFORE_KILL: usize = 2_000;
+
+/// A broker of the test's own, stopped when dropped.
+struct PrivateBroker {
+    run_dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn start() -> Self {
+        let port = match std::env::var("WEBLOG_TEST_BROKER_PORT") {
+            Ok(text) => text.parse().unwrap_or_else(|error| {
+                panic!("invalid WEBLOG_TEST_BROKER_PORT {text:?}: {error}")
+            }),
+            Err(_) => free_port_pair(),
+        };
+        let broker = Self {
+            run_dir: tempfile::tempdir().expect("temp dir"),
+            port,
+        };
+        broker.up();
+        broker
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `scripts/kafka.sh up`, which starts the broker on the data in
+    /// the run directory (formatting it the first time) and waits until it
+    /// serves requests.
+    fn up(&self) {
+        let output = self.kafka_sh("up");
+        assert!(
+            output.status.success(),
+            "failed to start the broker on port {}:\n{}",
+            self.port,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Sends SIGKILL to the broker's JVM and waits until it is gone.
+    fn kill_hard(&self) {
+        let pid_file = self.run_dir.path().join("broker.pid");
+        let pid = std::fs::read_to_string(&pid_file).expect("broker pid file");
+        let pid = pid.trim();
+        let killed = Command::new("kill").args(["-KILL", pid]).status();
+        assert!(
+            killed.is_ok_and(|status| status.success()),
+            "failed to kill broker {pid}"
+        );
+        let gone = wait_until(Duration::from_secs(30), || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
+        assert!(gone, "broker {pid} still runs after SIGKILL");
+    }
+
+    fn kafka_sh(&self, command: &str) -> Output {
+        run(Command::new(repo_root().join("scripts/kafka.sh"))
+            .arg(command)
+            .env_remove("KAFKA_BOOTSTRAP")
+            .env_remove("KAFKA_CONTROLLER_PORT")
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")
+            .env("WEBLOG_KAFKA_RUN_DIR", self.run_dir.path()))
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.kafka_sh("down");
+    }
+}
+
+/// Returns a port that is free on 127.0.0.1 and whose next port is free
+/// too, for the broker and its controller.
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+        let port = listener.local_addr().expect("local address").port();
+        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    panic!("found no two free consecutive ports on 127.0.0.1");
+}
+
+/// With `--exactly-once`, a broker SIGKILL in the middle of a run loses no
+/// line and duplicates none: the sink's file equals the input, enriched
+/// once. Shipper, host and sink stay alive through the outage, use little
+/// CPU while the broker is down, and carry on once it is back.
+#[test]
+fn pipeline_survives_broker_sigkill() {
+    let broker = PrivateBroker::start();
+    let lines = split_lines(
+        &std::fs::read(corpus("nasa-jul-aug95-random-sample.log")).expect("read corpus"),
+    );
+    let mut pipeline = Pipeline::start("broker-crash", Mode::ExactlyOnce, broker.bootstrap());
+    let writer = {
+        let path = pipeline.log_path.clone();
+        let lines = lines.clone();
+        std::thread::spawn(move || append_in_chunks(&path, &lines))
+    };
+
+    let flowing = wait_until(Duration::from_secs(120), || {
+        pipeline.assert_running(&ROLES);
+        sink_output_lines(pipeline.output()).len() >= LINES_BEFORE_KILL
+    });
+    assert!(
+        flowing,
+        "the sink wrote fewer than {LINES_BEFORE_KILL} lines"
+    );
+    let cpu_before: Vec<Duration> = ROLES.iter().map(|role| pipeline.cpu_time(*role)).collect();
+    let down_at = Instant::now();
+    broker.kill_hard();
+    std::thread::sleep(OUTAGE);
+    pipeline.assert_running(&ROLES);
+    let down_for = down_at.elapsed();
+    let cpu_used: Vec<Duration> = ROLES
+        .iter()
+        .zip(&cpu_before)
+        .map(|(role, before)| pipeline.cpu_time(*role) - *before)
+        .collect();
+    eprintln!(
+        "broker down for {down_for:?}; CPU time used meanwhile by shipper, host, sink: {cpu_used:?}"
+    );
+    for (role, used) in ROLES.iter().zip(&cpu_used) {
+        // A process that retries in a busy loop takes a whole core.
+        assert!(
+            *used < down_for / 4,
+            "{role:?} used {used:?} of CPU in {down_for:?} without a broker"
+        );
+    }
+
+    let written_before_restart = sink_output_lines(pipeline.output()).len();
+    broker.up();
+    let resumed = wait_until(Duration::from_secs(120), || {
+        pipeline.assert_running(&ROLES);
+        sink_output_lines(pipeline.output()).len() > written_before_restart
+    });
+    assert!(resumed, "the sink wrote nothing after the broker came back");
+    writer.join().expect("writer thread");
+    pipeline.drain();
+    let tally = pipeline.tally(0, [0; 3], &lines);
+
+    tally.assert_exactly_once();
+    assert_eq!(tally.shipper_duplicates, 0, "lines the shipper sent twice");
+    assert_eq!(tally.lines_out + tally.dead_letters, lines.len());
+}
