@@ -1,12 +1,13 @@
 //! Command-line flags of the sink and the settings validated from them.
 //! The rest of the crate uses only [`Config`].
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
 use rdkafka::ClientConfig;
-use weblog_common::{KafkaArgs, LogArgs};
+use weblog_common::{AdminArgs, KafkaArgs, LogArgs};
 
 use crate::write::Rotation;
 
@@ -99,6 +100,9 @@ pub(crate) struct Cli {
 
     #[command(flatten)]
     pub(crate) log: LogArgs,
+
+    #[command(flatten)]
+    pub(crate) admin: AdminArgs,
 }
 
 /// Validated settings of one sink run.
@@ -122,6 +126,10 @@ pub(crate) struct Config {
     pub(crate) consumer: ClientConfig,
     /// librdkafka settings of the dead-letter producer.
     pub(crate) producer: ClientConfig,
+    /// Loopback address of the admin endpoint, or `None` for none.
+    pub(crate) admin_addr: Option<SocketAddr>,
+    /// Interval of librdkafka's statistics and of the lag gauges.
+    pub(crate) stats_interval: Duration,
 }
 
 impl TryFrom<Cli> for Config {
@@ -132,6 +140,8 @@ impl TryFrom<Cli> for Config {
         Ok(Self {
             consumer: cli.kafka.consumer_config(&cli.group_id)?,
             producer: cli.kafka.producer_config()?,
+            stats_interval: cli.kafka.stats_interval(),
+            admin_addr: cli.admin.admin_addr,
             output: cli.output,
             rotation: Rotation {
                 max_bytes: cli.rotate_bytes,

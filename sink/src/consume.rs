@@ -32,9 +32,15 @@ use tokio_util::sync::CancellationToken;
 use crate::checkpoint::Offsets;
 use crate::config::Config;
 use crate::context::{SharedOffsets, SinkContext};
-use crate::dead_letter::{DeadLetters, Rejected};
+use crate::dead_letter::{DeadLetters, Rejected, INVALID_OUTPUT_KIND};
+use crate::metrics::{
+    Freshness, CONSUMER_LAG, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RECORDS_WRITTEN,
+    WRITTEN_BYTES,
+};
 use crate::record::check_value;
 use crate::write::SinkWriter;
+use weblog_common::admin::health;
+use weblog_common::metrics::counter;
 
 type SinkConsumer = StreamConsumer<SinkContext>;
 
@@ -55,7 +61,7 @@ pub(crate) async fn run(
 ) -> anyhow::Result<SinkSummary> {
     let mut writer =
         tokio::task::block_in_place(|| SinkWriter::open(&config.output, config.rotation))?;
-    let mut positions = writer.offsets();
+    let positions = writer.offsets();
     let checkpointed: SharedOffsets = Arc::new(Mutex::new(positions.clone()));
     let dead_letters = DeadLetters::new(&config.producer, &config.dlq_topic)?;
     let servers = config.consumer.get("bootstrap.servers").unwrap_or_default();
@@ -73,30 +79,28 @@ pub(crate) async fn run(
         output = ?config.output,
         "sink started"
     );
-
-    let mut summary = SinkSummary::default();
-    loop {
-        let rotation_deadline = writer.rotation_deadline().map(Instant::from_std);
-        let batch = collect_batch(
-            &consumer,
-            config,
-            &mut positions,
-            rotation_deadline,
-            shutdown,
-        )
-        .await?;
-        if !batch.is_empty() {
-            let counts =
-                handle_batch(&consumer, &mut writer, &dead_letters, &batch, &positions).await?;
-            *checkpointed.lock().unwrap_or_else(PoisonError::into_inner) = positions.clone();
-            summary.written += counts.written;
-            summary.dead_lettered += counts.dead_lettered;
-        }
-        tokio::task::block_in_place(|| writer.rotate_if_due(std::time::Instant::now()))?;
-        if shutdown.is_cancelled() {
-            break;
-        }
-    }
+    // The gauge task stops when this function returns, also on an error.
+    let lag_stop = shutdown.child_token();
+    weblog_common::lag::spawn_lag_gauge(
+        consumer.clone(),
+        CONSUMER_LAG,
+        config.stats_interval,
+        lag_stop.clone(),
+    );
+    let _lag_guard = lag_stop.drop_guard();
+    health().set_running(true);
+    let result = consume_until_shutdown(
+        config,
+        shutdown,
+        &consumer,
+        &mut writer,
+        &dead_letters,
+        positions,
+        &checkpointed,
+    )
+    .await;
+    health().set_running(false);
+    let summary = result?;
     tracing::info!(
         written = summary.written,
         dead_lettered = summary.dead_lettered,
@@ -104,6 +108,40 @@ pub(crate) async fn run(
         "sink stopped"
     );
     Ok(summary)
+}
+
+/// Runs the batch loop until `shutdown` is cancelled and returns the counts.
+async fn consume_until_shutdown(
+    config: &Config,
+    shutdown: &CancellationToken,
+    consumer: &Arc<SinkConsumer>,
+    writer: &mut SinkWriter,
+    dead_letters: &DeadLetters,
+    mut positions: Offsets,
+    checkpointed: &SharedOffsets,
+) -> anyhow::Result<SinkSummary> {
+    let mut summary = SinkSummary::default();
+    loop {
+        let rotation_deadline = writer.rotation_deadline().map(Instant::from_std);
+        let batch = collect_batch(
+            consumer,
+            config,
+            &mut positions,
+            rotation_deadline,
+            shutdown,
+        )
+        .await?;
+        if !batch.is_empty() {
+            let counts = handle_batch(consumer, writer, dead_letters, &batch, &positions).await?;
+            *checkpointed.lock().unwrap_or_else(PoisonError::into_inner) = positions.clone();
+            summary.written += counts.written;
+            summary.dead_lettered += counts.dead_lettered;
+        }
+        tokio::task::block_in_place(|| writer.rotate_if_due(std::time::Instant::now()))?;
+        if shutdown.is_cancelled() {
+            return Ok(summary);
+        }
+    }
 }
 
 /// Waits for the first record, then collects more until the batch is full,
@@ -193,9 +231,11 @@ async fn handle_batch(
 ) -> anyhow::Result<SinkSummary> {
     let mut lines = Vec::new();
     let mut rejected = Vec::new();
+    let freshness = Freshness::now();
     for message in batch {
         match check_value(message.payload()) {
             Ok(line) => {
+                freshness.record(message, &line);
                 lines.extend_from_slice(&line);
                 lines.push(b'\n');
             }
@@ -212,6 +252,7 @@ async fn handle_batch(
     }
     dead_letters.send_all(&rejected).await?;
     tokio::task::block_in_place(|| writer.store_checkpoint(positions))?;
+    record_batch_metrics(batch, &counts, lines.len());
     let partitions: BTreeMap<(&str, i32), i64> = batch
         .iter()
         .map(|message| {
@@ -227,6 +268,20 @@ async fn handle_batch(
         "batch checkpointed and committed"
     );
     Ok(counts)
+}
+
+/// Counts a batch that is written and checkpointed.
+fn record_batch_metrics(batch: &[OwnedMessage], counts: &SinkSummary, written_bytes: usize) {
+    let mut consumed: BTreeMap<&str, u64> = BTreeMap::new();
+    for message in batch {
+        *consumed.entry(message.topic()).or_default() += 1;
+    }
+    for (topic, count) in consumed {
+        counter!(RECORDS_CONSUMED, "topic" => topic.to_string()).increment(count);
+    }
+    counter!(RECORDS_WRITTEN).increment(counts.written);
+    counter!(WRITTEN_BYTES).increment(written_bytes as u64);
+    counter!(RECORDS_DEAD_LETTERED, "kind" => INVALID_OUTPUT_KIND).increment(counts.dead_lettered);
 }
 
 /// Commits `offsets` synchronously. A failed commit is logged and the loop

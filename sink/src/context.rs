@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
+use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use weblog_common::admin::{health, Check};
 use weblog_common::kafka_context::{describe_partitions, ErrorThrottle};
+use weblog_common::kafka_stats::ClientStats;
 
 use crate::checkpoint::Offsets;
 
@@ -24,6 +27,9 @@ pub(crate) type SharedOffsets = Arc<Mutex<Offsets>>;
 pub(crate) struct SinkContext {
     errors: ErrorThrottle,
     checkpointed: SharedOffsets,
+    stats: ClientStats,
+    /// Readiness check that passes while a partition is assigned.
+    partitions_check: Check,
 }
 
 impl SinkContext {
@@ -32,6 +38,19 @@ impl SinkContext {
         Self {
             errors: ErrorThrottle::default(),
             checkpointed,
+            stats: ClientStats::new("consumer"),
+            partitions_check: health().register("partitions", "no partition assigned yet"),
+        }
+    }
+
+    /// Updates the partitions check from the consumer's assignment.
+    fn report_assignment(&self, consumer: &BaseConsumer<Self>) {
+        match consumer.assignment() {
+            Ok(assignment) if assignment.count() > 0 => self.partitions_check.pass(),
+            Ok(_) => self.partitions_check.fail("no partition assigned"),
+            Err(error) => self
+                .partitions_check
+                .fail(format!("failed to read the assignment: {error}")),
         }
     }
 
@@ -68,7 +87,12 @@ impl SinkContext {
 }
 
 impl ClientContext for SinkContext {
+    fn stats(&self, statistics: Statistics) {
+        self.stats.record(&statistics);
+    }
+
     fn error(&self, error: KafkaError, reason: &str) {
+        self.stats.record_error(&error);
         self.errors.log(error, reason);
     }
 }
@@ -122,5 +146,6 @@ impl ConsumerContext for SinkContext {
                 "failed to apply a rebalance"
             );
         }
+        self.report_assignment(consumer);
     }
 }

@@ -36,7 +36,7 @@ impl DeadLetters {
     /// Creates the producer from `config`, writing to `topic`.
     pub(crate) fn new(config: &ClientConfig, topic: &str) -> anyhow::Result<Self> {
         let producer = config
-            .create_with_context(LoggingContext::default())
+            .create_with_context(LoggingContext::with_stats("dlq-producer"))
             .map_err(|error| {
                 anyhow!("failed to create producer for dead-letter topic {topic}: {error}")
             })?;

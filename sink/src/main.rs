@@ -21,14 +21,16 @@
 //! Layout: `config` turns flags into settings, `consume` runs the batch
 //! loop and commits, `context` starts assigned partitions at the
 //! checkpoint, `record` checks each value, `write` owns the output file and
-//! its rotation, `checkpoint` the checkpoint file, and `dead_letter` the
-//! dead-letter producer.
+//! its rotation, `checkpoint` the checkpoint file, `dead_letter` the
+//! dead-letter producer, and `metrics` the Prometheus metrics that the
+//! admin endpoint (`--admin-addr`) serves.
 
 mod checkpoint;
 mod config;
 mod consume;
 mod context;
 mod dead_letter;
+mod metrics;
 mod record;
 mod write;
 
@@ -36,6 +38,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
+
+use weblog_common::admin::AdminServer;
 
 use crate::config::{Cli, Config};
 
@@ -60,5 +64,11 @@ async fn run(cli: Cli) -> anyhow::Result<consume::SinkSummary> {
     let config = Config::try_from(cli)?;
     let shutdown =
         weblog_common::listen_for_shutdown().context("failed to install the signal handlers")?;
+    let metrics = metrics::install()?;
+    if let Some(addr) = config.admin_addr {
+        AdminServer::new(Some(metrics))
+            .serve(addr, shutdown.child_token())
+            .await?;
+    }
     consume::run(&config, &shutdown).await
 }

@@ -118,6 +118,7 @@ impl SinkWriter {
         self.file
             .sync_data()
             .with_context(|| format!("failed to fsync output file {path:?}"))?;
+        weblog_common::metrics::counter!(crate::metrics::FSYNCS).increment(1);
         if self.length == 0 && !lines.is_empty() {
             self.first_write = Some(Instant::now());
         }
