@@ -10,6 +10,7 @@ use rdkafka::ClientConfig;
 use weblog_common::{KafkaArgs, LogArgs};
 
 use crate::oversize::OversizePolicy;
+use crate::progress_bar::ProgressArgs;
 
 /// Topic that receives the lines when `--topic` is not given. The host
 /// consumes this topic by default.
@@ -126,6 +127,9 @@ pub(crate) struct Cli {
     pub(crate) dlq_topic: String,
 
     #[command(flatten)]
+    pub(crate) progress: ProgressArgs,
+
+    #[command(flatten)]
     pub(crate) kafka: KafkaArgs,
 
     #[command(flatten)]
@@ -162,6 +166,8 @@ pub(crate) struct Config {
     pub(crate) producer: ClientConfig,
     /// Max time to wait for topic metadata at start.
     pub(crate) metadata_timeout: Duration,
+    /// How progress is shown.
+    pub(crate) progress: ProgressArgs,
 }
 
 impl TryFrom<Cli> for Config {
@@ -208,6 +214,7 @@ impl TryFrom<Cli> for Config {
             bootstrap_servers: cli.kafka.bootstrap_servers,
             producer,
             metadata_timeout: DEFAULT_METADATA_TIMEOUT,
+            progress: cli.progress,
         })
     }
 }

@@ -24,7 +24,7 @@
 //!   record how far they are shipped.
 //! - `oversize` replaces lines too large for Kafka.
 //! - `shipment` sends lines and counts acknowledgements, and `produce` runs
-//!   it all.
+//!   it all. `progress_bar` shows the counts to the operator.
 
 mod checkpoint;
 mod config;
@@ -33,6 +33,7 @@ mod identity;
 mod oversize;
 mod produce;
 mod progress;
+mod progress_bar;
 mod resume;
 mod shipment;
 mod source;
@@ -44,6 +45,7 @@ use clap::Parser;
 
 use crate::config::{Cli, Config};
 use crate::produce::ShipSummary;
+use crate::progress_bar::ProgressReporter;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -65,5 +67,10 @@ async fn run(cli: Cli) -> anyhow::Result<ShipSummary> {
     let config = Config::try_from(cli)?;
     let shutdown =
         weblog_common::listen_for_shutdown().context("failed to install the signal handlers")?;
-    produce::ship(&config, &shutdown).await
+    let reporter = ProgressReporter::start(&config.progress, &config.file, config.follow);
+    let summary = produce::ship(&config, &shutdown).await;
+    if let Some(reporter) = reporter {
+        reporter.finish().await;
+    }
+    summary
 }

@@ -28,6 +28,7 @@ use crate::config::Config;
 use crate::follow::SourceEvent;
 use crate::oversize::{is_too_large, Attempt, LineInfo, Outgoing};
 use crate::progress::Progress;
+use crate::progress_bar;
 use crate::source::Line;
 
 /// Max lines sent that the checkpoint cannot pass yet: in flight, or
@@ -277,6 +278,7 @@ impl<'a> Shipment<'a> {
             _ => Arc::from(self.config.file.as_path()),
         };
         let sequence = self.progress.send(generation, line.end);
+        progress_bar::COUNTERS.set_read(self.lines_read, line.end);
         let info = Arc::new(LineInfo {
             sequence,
             number: self.lines_read,
@@ -405,6 +407,8 @@ impl<'a> Shipment<'a> {
             }
         }
         self.progress.acknowledge(line.sequence);
+        let counts = &self.counts;
+        progress_bar::COUNTERS.set_acknowledged(counts.lines, counts.bytes, counts.dead_lettered);
     }
 
     /// Queues the next, smaller record for a line whose record was rejected
