@@ -6,6 +6,7 @@
 //! `GET /metrics`. Histograms get fixed buckets, so that they render as
 //! Prometheus histograms that can be summed across instances.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,8 +15,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 // The binaries record through these re-exports, so that all of them use
 // the one `metrics` version that the recorder is built for.
 pub use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Histogram,
-    Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Gauge,
+    Histogram, Unit,
 };
 pub use metrics_exporter_prometheus::PrometheusHandle;
 
@@ -49,9 +50,15 @@ const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Installs the global Prometheus recorder with `histograms`, each a
 /// metric name and its bucket bounds, and sets [`BUILD_INFO`] for
-/// `binary`. Returns the handle that renders the metrics. Fails when a
-/// recorder is already installed.
+/// `binary`. Returns the handle that renders the metrics. A later call,
+/// such as a second pipeline run in one test process, returns the first
+/// call's handle and keeps its buckets.
 pub fn install(binary: &str, histograms: &[(&str, &[f64])]) -> anyhow::Result<PrometheusHandle> {
+    static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
+    let mut installed = HANDLE.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some(handle) = &*installed {
+        return Ok(handle.clone());
+    }
     let mut builder = PrometheusBuilder::new();
     for (name, buckets) in histograms {
         builder = builder
@@ -77,6 +84,7 @@ pub fn install(binary: &str, histograms: &[(&str, &[f64])]) -> anyhow::Result<Pr
             upkeep.run_upkeep();
         })
         .context("failed to start the metrics upkeep thread")?;
+    *installed = Some(handle.clone());
     Ok(handle)
 }
 

@@ -1,8 +1,6 @@
 //! Names of the host's Prometheus metrics, and the recorder with their
 //! histogram buckets. The admin endpoint serves them on `GET /metrics`.
 
-use std::sync::OnceLock;
-
 use weblog_common::metrics::{PrometheusHandle, DURATION_BUCKETS};
 
 use crate::plugin::PluginIdentity;
@@ -44,13 +42,9 @@ const BATCH_BUCKETS: &[f64] = &[
     1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0,
 ];
 
-/// Installs the recorder once and returns its handle; later calls return
-/// the same handle.
+/// Installs the recorder and returns its handle; later calls return the
+/// same handle.
 pub fn install() -> anyhow::Result<PrometheusHandle> {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    if let Some(handle) = HANDLE.get() {
-        return Ok(handle.clone());
-    }
     let handle = weblog_common::metrics::install(
         "weblog-host",
         &[
@@ -59,7 +53,7 @@ pub fn install() -> anyhow::Result<PrometheusHandle> {
         ],
     )?;
     describe();
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    Ok(handle)
 }
 
 fn describe() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Parser;
 use rdkafka::ClientConfig;
-use weblog_common::{KafkaArgs, LogArgs};
+use weblog_common::{AdminArgs, KafkaArgs, LogArgs};
 
 use crate::oversize::OversizePolicy;
 use crate::progress_bar::ProgressArgs;
@@ -133,6 +133,9 @@ pub(crate) struct Cli {
     pub(crate) kafka: KafkaArgs,
 
     #[command(flatten)]
+    pub(crate) admin: AdminArgs,
+
+    #[command(flatten)]
     pub(crate) log: LogArgs,
 }
 
@@ -168,6 +171,8 @@ pub(crate) struct Config {
     pub(crate) metadata_timeout: Duration,
     /// How progress is shown.
     pub(crate) progress: ProgressArgs,
+    /// Loopback address of the admin endpoint, or `None` for none.
+    pub(crate) admin_addr: Option<std::net::SocketAddr>,
 }
 
 impl TryFrom<Cli> for Config {
@@ -215,6 +220,7 @@ impl TryFrom<Cli> for Config {
             producer,
             metadata_timeout: DEFAULT_METADATA_TIMEOUT,
             progress: cli.progress,
+            admin_addr: cli.admin.admin_addr,
         })
     }
 }

@@ -30,6 +30,7 @@ mod checkpoint;
 mod config;
 mod follow;
 mod identity;
+mod metrics;
 mod oversize;
 mod produce;
 mod progress;

@@ -16,6 +16,7 @@ use anyhow::{anyhow, bail, Context};
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::producer::{FutureProducer, Producer};
 use tokio_util::sync::CancellationToken;
+use weblog_common::admin::{health, AdminServer};
 use weblog_common::LoggingContext;
 
 use crate::checkpoint::Checkpoint;
@@ -98,9 +99,15 @@ pub(crate) async fn ship(
         store_checkpoint(path.clone(), progress.checkpoint()).await?;
     }
 
+    let metrics = crate::metrics::install()?;
+    if let Some(addr) = config.admin_addr {
+        AdminServer::new(Some(metrics))
+            .serve(addr, shutdown.child_token())
+            .await?;
+    }
     let producer: FutureProducer<LoggingContext> = config
         .producer
-        .create_with_context(LoggingContext::default())
+        .create_with_context(LoggingContext::with_stats("producer"))
         .with_context(|| format!("failed to create producer for {}", config.bootstrap_servers))?;
     check_topic(&producer, config, &config.topic).await?;
     if config.oversize == OversizePolicy::DeadLetter {
@@ -118,7 +125,9 @@ pub(crate) async fn ship(
     let mut events = follower.spawn(config.poll_interval)?;
     let started = Instant::now();
     let mut shipment = Shipment::new(producer, config, progress);
+    health().set_running(true);
     let stop = shipment.send_lines(&mut events, shutdown).await;
+    health().set_running(false);
     // Dropping the receiver ends the reader thread.
     drop(events);
     shipment.settle_all().await;

@@ -21,11 +21,13 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
+use weblog_common::metrics::counter;
 use weblog_common::LoggingContext;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::follow::SourceEvent;
+use crate::metrics::{LINES_ACKED, LINES_DEAD_LETTERED};
 use crate::oversize::{is_too_large, Attempt, LineInfo, Outgoing};
 use crate::progress::Progress;
 use crate::progress_bar;
@@ -278,6 +280,7 @@ impl<'a> Shipment<'a> {
             _ => Arc::from(self.config.file.as_path()),
         };
         let sequence = self.progress.send(generation, line.end);
+        crate::metrics::record_line_read(&path, line.end - line.start, line.end);
         progress_bar::COUNTERS.set_read(self.lines_read, line.end);
         let info = Arc::new(LineInfo {
             sequence,
@@ -392,16 +395,19 @@ impl<'a> Shipment<'a> {
         let line = &sent.line;
         match sent.attempt {
             Attempt::Line | Attempt::LineAlone => {
+                counter!(LINES_ACKED).increment(1);
                 self.counts.lines += 1;
                 self.counts.bytes += sent.size as u64;
             }
             Attempt::Truncated | Attempt::MarkerOnly => {
+                counter!(LINES_ACKED).increment(1);
                 self.counts.lines += 1;
                 self.counts.bytes += sent.size as u64;
                 self.counts.truncated += 1;
                 log_replaced(sent, &self.config.topic, "sent truncated");
             }
             Attempt::DeadLetter | Attempt::EmptyDeadLetter => {
+                counter!(LINES_DEAD_LETTERED).increment(1);
                 self.counts.dead_lettered += 1;
                 log_replaced(sent, &self.config.dlq_topic, "dead-lettered");
             }
