@@ -6,6 +6,8 @@
 //!   and chained after the default plugin.
 //! - `sandbox`: the plugin sandbox against the misbehaving test plugins in
 //!   `fixtures/plugins`, through `enrich-file` and, with Kafka, `run`.
+//! - `deploy`: the systemd units, Kubernetes manifests and Grafana
+//!   dashboard in `deploy/` against the binaries' flags and metrics.
 //! - `secrets`: Kafka passwords stay out of `--help`, errors and logs.
 //! - `shipper`, `sink`, `host`: each binary against a real Kafka broker.
 //! - `progress`: the shipper's progress log lines and their counts.
@@ -30,6 +32,7 @@ mod util;
 mod cluster;
 
 mod anonymize;
+mod deploy;
 mod edge_cases;
 mod enrich_file;
 mod sandbox;
