@@ -33,8 +33,8 @@ pub const PLUGIN_INFO: &str = "weblog_host_plugin_info";
 pub const CONSUMER_LAG: &str = "weblog_host_consumer_lag_records";
 /// Records the producer failed to produce or deliver, by topic and error.
 pub const PRODUCE_ERRORS: &str = "weblog_host_produce_errors_total";
-/// Successful offset commits, or transaction commits with
-/// `--exactly-once`.
+/// Offset commits accepted by the consumer (an asynchronous commit counts
+/// when it is queued), or committed transactions with `--exactly-once`.
 pub const COMMITS: &str = "weblog_host_commits_total";
 
 /// Bucket bounds of [`BATCH_RECORDS`]: 1 to 4096 records.
@@ -82,7 +82,7 @@ fn describe() {
         "records of an assigned partition not committed yet"
     );
     describe_counter!(PRODUCE_ERRORS, "records that failed to produce or deliver");
-    describe_counter!(COMMITS, "successful offset or transaction commits");
+    describe_counter!(COMMITS, "offset commits queued or transactions committed");
 }
 
 /// Sets [`PLUGIN_INFO`] of `plugin` to `value`: 1 for the running plugin,

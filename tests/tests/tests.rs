@@ -14,6 +14,9 @@
 //! - `exactly_once`: the host's `--exactly-once` mode, clean and under
 //!   SIGKILL, next to the default mode under the same kills.
 //! - `end_to_end`: the three real corpora through the whole pipeline.
+//! - `metrics`: the admin endpoints (`/metrics`, `/healthz`, `/readyz`) of
+//!   the three binaries during a pipeline run and a broker outage.
+//! - `lag`: `weblog-host lag` against Kafka's own consumer-groups tool.
 //! - `crash`: the same corpora with shipper, host and sink killed with
 //!   SIGKILL at seeded random moments, in both delivery modes of the host.
 //! - `broker_crash`: the pipeline through a SIGKILL of a private broker.
@@ -48,6 +51,10 @@ mod end_to_end;
 mod exactly_once;
 #[cfg(feature = "kafka-tests")]
 mod host;
+#[cfg(feature = "kafka-tests")]
+mod lag;
+#[cfg(feature = "kafka-tests")]
+mod metrics;
 #[cfg(feature = "kafka-tests")]
 mod progress;
 #[cfg(feature = "kafka-tests")]

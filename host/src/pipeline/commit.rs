@@ -184,7 +184,10 @@ fn commit(
         return Ok(());
     }
     match consumer.commit(&list, mode) {
-        Ok(()) => Ok(()),
+        Ok(()) => {
+            counter!(crate::metrics::COMMITS).increment(1);
+            Ok(())
+        }
         // Not fatal: the next commit covers the same partitions, and if
         // there is none the records are replayed (at-least-once).
         Err(error) => {

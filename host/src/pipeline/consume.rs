@@ -117,12 +117,7 @@ impl ConsumerContext for HostContext {
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
         match result {
-            // librdkafka reports synchronous and asynchronous commits here,
-            // so this counts each commit once.
-            Ok(()) => {
-                counter!(crate::metrics::COMMITS).increment(1);
-                tracing::debug!(partitions = offsets.count(), "offsets committed");
-            }
+            Ok(()) => tracing::debug!(partitions = offsets.count(), "offsets committed"),
             // At-least-once still holds: the partition's next owner starts
             // from the last successful commit and replays the rest.
             Err(error) => tracing::warn!(error = %error, "offset commit failed"),

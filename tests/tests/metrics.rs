@@ -1,0 +1,514 @@
+//! The admin endpoints of the three binaries against a real broker: the
+//! counters of one pipeline run agree with each other and with the input,
+//! the lag gauges reach 0, and `/readyz` follows the broker going down and
+//! coming back while `/healthz` stays up.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::kafka::{bootstrap, host_run_command, unique_name, TestTopics};
+use crate::util::{
+    binary, corpus, default_plugin, repo_root, run, split_lines, wait_until, ChildProcess,
+};
+
+/// Lines of the corpus slice the pipeline test ships: the end of
+/// `elastic-apache.log`, which contains one line the default plugin
+/// rejects (an unterminated quoted user agent).
+const SLICE_LINES: usize = 3000;
+
+/// Lines of the slice that the default plugin rejects.
+const SLICE_REJECTED: f64 = 1.0;
+
+/// Statistics interval of the processes under test, so that the broker
+/// check and the lag gauges follow within a second.
+const STATS_INTERVAL_MS: &str = "500";
+
+/// Max time for the pipeline to drain and the gauges to settle.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
+
+/// Shipper, host and sink on a real corpus slice: the shipper read every
+/// line, the host consumed each once and turned each into one enriched
+/// record or one dead letter, the sink wrote every enriched record, and
+/// both lag gauges reach 0.
+#[test]
+fn pipeline_metrics_agree() {
+    let topics = TestTopics::create("metrics", 3);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let content = std::fs::read(corpus("elastic-apache.log")).expect("read corpus");
+    let lines = split_lines(&content);
+    let slice = &lines[lines.len() - SLICE_LINES..];
+    let log = dir.path().join("access.log");
+    let mut slice_bytes = slice.join(&b'\n');
+    slice_bytes.push(b'\n');
+    std::fs::write(&log, &slice_bytes).expect("write corpus slice");
+    let expected = slice.len() as f64;
+
+    let mut host_command =
+        host_run_command(&topics, &unique_name("metrics-host"), &default_plugin());
+    host_command.args(admin_flags());
+    let mut host = ChildProcess::spawn("host", host_command, dir.path());
+    let mut sink = ChildProcess::spawn(
+        "sink",
+        sink_command(
+            &topics,
+            &unique_name("metrics-sink"),
+            &dir.path().join("out.jsonl"),
+        ),
+        dir.path(),
+    );
+    let mut shipper = ChildProcess::spawn(
+        "shipper",
+        shipper_command(&topics.raw, &log, &dir.path().join("shipper.checkpoint")),
+        dir.path(),
+    );
+    let host_addr = admin_addr(&mut host);
+    let sink_addr = admin_addr(&mut sink);
+    let shipper_addr = admin_addr(&mut shipper);
+
+    // Counters scraped during the run never exceed those after it.
+    let during = Scrape::get(&host_addr);
+    let drained = wait_until(DRAIN_TIMEOUT, || {
+        host.assert_running();
+        sink.assert_running();
+        let host_metrics = Scrape::get(&host_addr);
+        let sink_metrics = Scrape::get(&sink_addr);
+        let outputs = host_metrics.sum("weblog_host_records_produced_total", &[])
+            + host_metrics.sum("weblog_host_records_dead_lettered_total", &[]);
+        outputs >= expected
+            && sink_metrics.sum("weblog_sink_records_written_total", &[])
+                >= host_metrics.sum("weblog_host_records_produced_total", &[])
+    });
+    assert!(
+        drained,
+        "pipeline did not drain:\nhost:\n{}\nsink:\n{}",
+        Scrape::get(&host_addr).text,
+        Scrape::get(&sink_addr).text
+    );
+    let caught_up = wait_until(DRAIN_TIMEOUT, || {
+        let host_lag = Scrape::get(&host_addr);
+        let sink_lag = Scrape::get(&sink_addr);
+        host_lag.count("weblog_host_consumer_lag_records") == 3
+            && host_lag.sum("weblog_host_consumer_lag_records", &[]) == 0.0
+            && sink_lag.count("weblog_sink_consumer_lag_records") == 3
+            && sink_lag.sum("weblog_sink_consumer_lag_records", &[]) == 0.0
+    });
+    assert!(
+        caught_up,
+        "lag gauges did not reach 0:\nhost:\n{}\nsink:\n{}",
+        Scrape::get(&host_addr).text,
+        Scrape::get(&sink_addr).text
+    );
+
+    let acked = wait_until(Duration::from_secs(30), || {
+        Scrape::get(&shipper_addr).sum("weblog_shipper_lines_acked_total", &[]) == expected
+    });
+    assert!(acked, "shipper:\n{}", Scrape::get(&shipper_addr).text);
+    let shipper_metrics = Scrape::get(&shipper_addr);
+    let host_metrics = Scrape::get(&host_addr);
+    let sink_metrics = Scrape::get(&sink_addr);
+    let raw = [("topic", topics.raw.as_str())];
+    let enriched = [("topic", topics.enriched.as_str())];
+
+    assert_eq!(
+        shipper_metrics.sum("weblog_shipper_lines_read_total", &[]),
+        expected
+    );
+    assert_eq!(
+        shipper_metrics.sum("weblog_shipper_lines_acked_total", &[]),
+        expected
+    );
+    assert_eq!(
+        shipper_metrics.sum("weblog_shipper_lines_dead_lettered_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        shipper_metrics.sum("weblog_shipper_read_bytes_total", &[]),
+        (slice.iter().map(Vec::len).sum::<usize>() + slice.len()) as f64
+    );
+    let file = [("file", log.to_str().expect("UTF-8 temp path"))];
+    let size = std::fs::metadata(&log).expect("stat corpus slice").len() as f64;
+    assert_eq!(
+        shipper_metrics.sum("weblog_shipper_file_offset_bytes", &file),
+        size
+    );
+    assert_eq!(
+        shipper_metrics.sum("weblog_shipper_file_size_bytes", &file),
+        size
+    );
+
+    let consumed = host_metrics.sum("weblog_host_records_consumed_total", &raw);
+    let produced = host_metrics.sum("weblog_host_records_produced_total", &enriched);
+    let dead_lettered = host_metrics.sum("weblog_host_records_dead_lettered_total", &[]);
+    assert_eq!(consumed, expected);
+    assert_eq!(produced + dead_lettered, consumed);
+    assert_eq!(dead_lettered, SLICE_REJECTED);
+    assert_eq!(
+        dead_lettered,
+        host_metrics.sum("weblog_host_plugin_failures_total", &[])
+    );
+    assert!(
+        during.sum("weblog_host_records_consumed_total", &raw) <= consumed,
+        "a counter went down"
+    );
+    assert_eq!(
+        host_metrics.sum("weblog_host_batch_records_sum", &[]),
+        consumed
+    );
+    assert!(
+        host_metrics.count("weblog_host_batch_records_bucket") > 1,
+        "no buckets"
+    );
+    assert!(host_metrics.sum("weblog_host_plugin_call_duration_seconds_count", &[]) > 0.0);
+    assert!(host_metrics.sum("weblog_host_commits_total", &[]) > 0.0);
+    assert_eq!(
+        host_metrics.sum("weblog_host_plugin_info", &[("plugin", "access-log")]),
+        1.0
+    );
+    assert_eq!(
+        host_metrics.sum("weblog_kafka_broker_up", &[("client", "consumer")]),
+        1.0
+    );
+
+    let written = sink_metrics.sum("weblog_sink_records_written_total", &[]);
+    assert_eq!(written, produced);
+    assert_eq!(
+        sink_metrics.sum("weblog_sink_records_consumed_total", &enriched),
+        produced
+    );
+    assert_eq!(
+        sink_metrics.sum("weblog_sink_records_dead_lettered_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        sink_metrics.sum("weblog_sink_log_freshness_seconds_count", &[]),
+        written
+    );
+    assert_eq!(
+        sink_metrics.sum("weblog_sink_kafka_freshness_seconds_count", &[]),
+        written
+    );
+    assert!(sink_metrics.sum("weblog_sink_fsyncs_total", &[]) > 0.0);
+
+    for (name, addr) in [
+        ("weblog-shipper", &shipper_addr),
+        ("weblog-host", &host_addr),
+        ("weblog-sink", &sink_addr),
+    ] {
+        let metrics = Scrape::get(addr);
+        assert_eq!(
+            metrics.sum("weblog_build_info", &[("binary", name)]),
+            1.0,
+            "{name}"
+        );
+        assert_eq!(http_get(addr, "/healthz").0, 200, "{name} /healthz");
+        let (status, body) = http_get(addr, "/readyz");
+        assert_eq!(status, 200, "{name} /readyz: {body}");
+    }
+
+    for process in [&mut shipper, &mut host, &mut sink] {
+        let (status, _) = process.terminate(Duration::from_secs(30));
+        assert!(status.success(), "exit {status}: {}", process.stderr());
+    }
+}
+
+/// With its broker stopped, the host's `/readyz` turns 503 and names the
+/// broker check while `/healthz` stays 200; with the broker back it turns
+/// 200 again.
+#[test]
+fn readiness_follows_broker() {
+    let broker = PrivateBroker::start();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let raw = unique_name("ready-raw");
+    let enriched = unique_name("ready-enriched");
+    let dlq = unique_name("ready-dlq");
+    broker.create_topics(&[&raw, &enriched, &dlq]);
+
+    let mut command = Command::new(binary("weblog-host"));
+    command
+        .arg("run")
+        .args(["--bootstrap-servers", &broker.bootstrap()])
+        .args(["--input-topic", &raw, "--output-topic", &enriched])
+        .args(["--dlq-topic", &dlq, "--group-id", &unique_name("ready")])
+        .arg("--plugin")
+        .arg(default_plugin())
+        .args(admin_flags());
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let addr = admin_addr(&mut host);
+    let started = wait_until(Duration::from_secs(60), || {
+        host.stderr().contains("consuming")
+    });
+    assert!(started, "host did not start: {}", host.stderr());
+
+    let ready = wait_until(Duration::from_secs(60), || {
+        http_get(&addr, "/readyz").0 == 200
+    });
+    assert!(ready, "never ready: {:?}", http_get(&addr, "/readyz"));
+
+    broker.down();
+    let unready = wait_until(Duration::from_secs(60), || {
+        http_get(&addr, "/readyz").0 == 503
+    });
+    let (status, body) = http_get(&addr, "/readyz");
+    assert!(unready, "still ready with the broker down: {status} {body}");
+    assert!(body.contains("broker"), "{body}");
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+    host.assert_running();
+
+    broker.up();
+    let ready_again = wait_until(Duration::from_secs(90), || {
+        http_get(&addr, "/readyz").0 == 200
+    });
+    assert!(
+        ready_again,
+        "not ready after the broker came back: {:?}\n{}",
+        http_get(&addr, "/readyz"),
+        host.stderr()
+    );
+    assert_eq!(http_get(&addr, "/healthz").0, 200);
+
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+}
+
+/// Flags that turn on the admin endpoint on a free port and refresh the
+/// broker check and lag gauges every 500 ms.
+fn admin_flags() -> [&'static str; 4] {
+    [
+        "--admin-addr",
+        "127.0.0.1:0",
+        "--stats-interval-ms",
+        STATS_INTERVAL_MS,
+    ]
+}
+
+fn sink_command(topics: &TestTopics, group: &str, output: &Path) -> Command {
+    let mut command = Command::new(binary("weblog-sink"));
+    command
+        .args(["--bootstrap-servers", &bootstrap()])
+        .args(["--topic", &topics.enriched])
+        .args(["--dlq-topic", &topics.dlq])
+        .args(["--group-id", group])
+        .arg("--output")
+        .arg(output)
+        .args(admin_flags());
+    command
+}
+
+/// Returns the shipper following `log`, so that it keeps serving its
+/// metrics after the last line.
+fn shipper_command(topic: &str, log: &Path, checkpoint: &Path) -> Command {
+    let mut command = Command::new(binary("weblog-shipper"));
+    command
+        .args(["--bootstrap-servers", &bootstrap()])
+        .args(["--topic", topic, "--follow"])
+        .arg("--file")
+        .arg(log)
+        .arg("--checkpoint")
+        .arg(checkpoint)
+        .args(admin_flags());
+    command
+}
+
+/// Waits for the process's `admin endpoint listening` log line and returns
+/// the address in it.
+fn admin_addr(process: &mut ChildProcess) -> String {
+    let mut addr = None;
+    let found = wait_until(Duration::from_secs(60), || {
+        process.assert_running();
+        addr = parse_admin_addr(&strip_ansi(&process.stderr()));
+        addr.is_some()
+    });
+    assert!(found, "no admin endpoint: {}", process.stderr());
+    addr.expect("found above")
+}
+
+fn parse_admin_addr(log: &str) -> Option<String> {
+    let line = log
+        .lines()
+        .find(|line| line.contains("admin endpoint listening"))?;
+    let start = line.find("addr=")? + "addr=".len();
+    let addr = line[start..].split_whitespace().next()?;
+    Some(addr.to_string())
+}
+
+/// Removes the terminal colour codes that the text log format adds.
+fn strip_ansi(text: &str) -> String {
+    let mut plain = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain
+}
+
+/// Sends `GET path` and returns the status and body; status 0 when the
+/// endpoint cannot be reached.
+fn http_get(addr: &str, path: &str) -> (u16, String) {
+    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("set read timeout");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).expect("send request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("read response");
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or(String::new(), |(_, body)| body.to_string());
+    (status, body)
+}
+
+/// One scrape of `/metrics` in the Prometheus text format.
+struct Scrape {
+    text: String,
+    /// Samples as (name, labels, value).
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Scrape {
+    fn get(addr: &str) -> Self {
+        let (status, text) = http_get(addr, "/metrics");
+        assert_eq!(status, 200, "GET /metrics on {addr}: {text}");
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(parse_sample)
+            .collect();
+        Self { text, samples }
+    }
+
+    /// Returns the sum of the samples of `name` whose labels include
+    /// `labels`; 0 when there is none.
+    fn sum(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.matching(name, labels).map(|(_, _, value)| value).sum()
+    }
+
+    /// Returns the number of samples of `name`.
+    fn count(&self, name: &str) -> usize {
+        self.matching(name, &[]).count()
+    }
+
+    fn matching<'a>(
+        &'a self,
+        name: &'a str,
+        labels: &'a [(&str, &str)],
+    ) -> impl Iterator<Item = &'a (String, BTreeMap<String, String>, f64)> + 'a {
+        self.samples
+            .iter()
+            .filter(move |(sample, sample_labels, _)| {
+                sample == name
+                    && labels.iter().all(|(key, value)| {
+                        sample_labels.get(*key).map(String::as_str) == Some(value)
+                    })
+            })
+    }
+}
+
+/// Parses `name{key="value",...} number` or `name number`.
+fn parse_sample(line: &str) -> (String, BTreeMap<String, String>, f64) {
+    let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+    let value: f64 = value
+        .parse()
+        .unwrap_or_else(|error| panic!("invalid sample value in {line:?}: {error}"));
+    let Some((name, rest)) = series.split_once('{') else {
+        return (series.to_string(), BTreeMap::new(), value);
+    };
+    let mut labels = BTreeMap::new();
+    for pair in rest.trim_end_matches('}').split("\",") {
+        if let Some((key, label)) = pair.split_once("=\"") {
+            labels.insert(key.to_string(), label.trim_end_matches('"').to_string());
+        }
+    }
+    (name.to_string(), labels, value)
+}
+
+/// A single-node broker of this test's own in a temporary run directory,
+/// on `WEBLOG_READY_BROKER_PORT` (default 19196, controller on the next
+/// port), stopped when dropped.
+struct PrivateBroker {
+    run_dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivateBroker {
+    fn start() -> Self {
+        let port = std::env::var("WEBLOG_READY_BROKER_PORT")
+            .ok()
+            .map(|text| text.parse().expect("WEBLOG_READY_BROKER_PORT is a port"))
+            .unwrap_or(19196);
+        let broker = Self {
+            run_dir: tempfile::tempdir().expect("temp dir"),
+            port,
+        };
+        broker.up();
+        broker
+    }
+
+    fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn up(&self) {
+        let output = self.kafka_sh(&["up"]);
+        assert!(
+            output.status.success(),
+            "failed to start the broker on port {}:\n{}",
+            self.port,
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn down(&self) {
+        let output = self.kafka_sh(&["down"]);
+        assert!(
+            output.status.success(),
+            "failed to stop the broker:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn create_topics(&self, names: &[&str]) {
+        for name in names {
+            let output = self.kafka_sh(&["tool", "topics", "--create", "--topic", name]);
+            assert!(
+                output.status.success(),
+                "failed to create topic {name}:\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+
+    fn kafka_sh(&self, args: &[&str]) -> std::process::Output {
+        run(Command::new(repo_root().join("scripts/kafka.sh"))
+            .args(args)
+            .env_remove("KAFKA_BOOTSTRAP")
+            .env_remove("KAFKA_CONTROLLER_PORT")
+            .env("KAFKA_PORT", self.port.to_string())
+            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")
+            .env("WEBLOG_KAFKA_RUN_DIR", self.run_dir.path()))
+    }
+}
+
+impl Drop for PrivateBroker {
+    fn drop(&mut self) {
+        let _ = self.kafka_sh(&["down"]);
+    }
+}
