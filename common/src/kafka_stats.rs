@@ -79,17 +79,20 @@ impl ClientStats {
         }
         self.mark_missing_down(&seen);
 
-        metrics::gauge!(KAFKA_PRODUCER_QUEUE, "client" => client.clone())
-            .set(statistics.msg_cnt as f64);
-        metrics::counter!(KAFKA_PRODUCE_RETRIES, "client" => client.clone()).absolute(retries);
-        let fetch_queue: i64 = statistics
-            .topics
-            .values()
-            .flat_map(|topic| topic.partitions.values())
-            .filter(|partition| partition.partition >= 0)
-            .map(|partition| partition.fetchq_cnt)
-            .sum();
-        metrics::gauge!(KAFKA_FETCH_QUEUE, "client" => client).set(fetch_queue as f64);
+        if statistics.client_type == "producer" {
+            metrics::gauge!(KAFKA_PRODUCER_QUEUE, "client" => client.clone())
+                .set(statistics.msg_cnt as f64);
+            metrics::counter!(KAFKA_PRODUCE_RETRIES, "client" => client).absolute(retries);
+        } else {
+            let fetch_queue: i64 = statistics
+                .topics
+                .values()
+                .flat_map(|topic| topic.partitions.values())
+                .filter(|partition| partition.partition >= 0)
+                .map(|partition| partition.fetchq_cnt)
+                .sum();
+            metrics::gauge!(KAFKA_FETCH_QUEUE, "client" => client).set(fetch_queue as f64);
+        }
 
         if up > 0 {
             self.inner.broker_check.pass();
