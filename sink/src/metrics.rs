@@ -45,6 +45,7 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
             (KAFKA_FRESHNESS, &kafka_buckets),
         ],
     )?;
+
     describe_counter!(RECORDS_CONSUMED, "records consumed");
     describe_counter!(
         RECORDS_WRITTEN,

@@ -1,6 +1,6 @@
-//! The admin endpoints of the three binaries against a real broker: the
+//! The admin endpoints of the three binaries against a real broker. The
 //! counters of one pipeline run agree with each other and with the input,
-//! the lag gauges reach 0, and `/readyz` follows the broker going down and
+//! and the lag gauges reach 0. `/readyz` follows the broker going down and
 //! coming back while `/healthz` stays up.
 
 use std::collections::BTreeMap;
@@ -29,9 +29,9 @@ const STATS_INTERVAL_MS: &str = "500";
 /// Max time for the pipeline to drain and the gauges to settle.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// Shipper, host and sink on a real corpus slice: the shipper read every
-/// line, the host consumed each once and turned each into one enriched
-/// record or one dead letter, the sink wrote every enriched record, and
+/// Shipper, host and sink on a real corpus slice. The shipper read every
+/// line, and the host consumed each once and turned it into one enriched
+/// record or one dead letter. The sink wrote every enriched record, and
 /// both lag gauges reach 0.
 #[test]
 fn pipeline_metrics_agree() {
