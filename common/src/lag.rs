@@ -185,7 +185,7 @@ pub struct LagArgs {
 
     /// Topic to show; repeat for several. Default: every topic on which the
     /// group has committed an offset.
-    #[arg(long = "topic")]
+    #[arg(long = "topic", value_name = "TOPIC")]
     topics: Vec<String>,
 
     /// Output format.
@@ -242,8 +242,10 @@ pub fn group_lag(
     topics: &[String],
 ) -> anyhow::Result<Vec<PartitionLag>> {
     let servers = &kafka.bootstrap_servers;
+    // A short-lived client has no use for statistics.
     let consumer: BaseConsumer = kafka
         .consumer_config(group)?
+        .set("statistics.interval.ms", "0")
         .create()
         .with_context(|| format!("failed to create consumer for {servers}"))?;
     let mut list = TopicPartitionList::new();
