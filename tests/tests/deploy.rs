@@ -835,3 +835,181 @@ fn dashboard_metrics_are_exported() {
     let unused: Vec<&String> = exported.difference(&used).collect();
     assert!(unused.is_empty(), "no panel shows {unused:?}");
 }
+
+/// The dashboard's metrics in the `/metrics` output of a running pipeline.
+#[cfg(feature = "kafka-tests")]
+mod live {
+    use std::collections::BTreeSet;
+    use std::io::{Read, Write};
+    use std::process::Command;
+    use std::time::Duration;
+
+    use super::{dashboard_metric_names, exported_metric_names, HISTOGRAM_SUFFIXES};
+    use crate::util::kafka::{bootstrap, host_run_command, produce, unique_name, TestTopics};
+    use crate::util::{binary, corpus, default_plugin, split_lines, wait_until, ChildProcess};
+
+    /// Metrics that appear only after an event this run does not cause,
+    /// each with the event. The static test checks that the code exports
+    /// them.
+    const EVENT_ONLY: [(&str, &str); 4] = [
+        (
+            "weblog_host_plugin_failures_total",
+            "a plugin trap or timeout",
+        ),
+        ("weblog_host_produce_errors_total", "a failed delivery"),
+        ("weblog_host_plugin_swap_attempts_total", "a plugin swap"),
+        ("weblog_host_plugin_swaps_total", "a plugin swap"),
+    ];
+
+    /// Lines of `elastic-apache.log` shipped, from its end.
+    const SLICE_LINES: usize = 500;
+
+    fn with_admin(mut command: Command) -> Command {
+        command.args(["--admin-addr", "127.0.0.1:0", "--stats-interval-ms", "500"]);
+        command
+    }
+
+    /// Returns the address in the process's `admin endpoint listening` line.
+    fn admin_addr(process: &mut ChildProcess) -> String {
+        let mut addr = None;
+        let found = wait_until(Duration::from_secs(60), || {
+            process.assert_running();
+            let log = process.stderr();
+            addr = log
+                .lines()
+                .find(|line| line.contains("admin endpoint listening"))
+                .and_then(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+                .and_then(|event| event["addr"].as_str().map(str::to_string));
+            addr.is_some()
+        });
+        assert!(found, "no admin endpoint: {}", process.stderr());
+        addr.expect("found above")
+    }
+
+    /// Returns the body of `GET /metrics`, or an empty string while the
+    /// endpoint cannot be reached.
+    fn scrape(addr: &str) -> String {
+        let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
+            return String::new();
+        };
+        let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).expect("send request");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read response");
+        response
+            .split_once("\r\n\r\n")
+            .map_or(String::new(), |(_, body)| body.to_string())
+    }
+
+    /// Returns the metric names with at least one sample in `text`, with
+    /// histogram suffixes removed.
+    fn sampled_names(text: &str) -> BTreeSet<String> {
+        text.lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(|line| {
+                let name = line.split(['{', ' ']).next().unwrap_or_default();
+                let base = HISTOGRAM_SUFFIXES
+                    .iter()
+                    .find_map(|suffix| name.strip_suffix(suffix))
+                    .unwrap_or(name);
+                base.to_string()
+            })
+            .collect()
+    }
+
+    fn json_logs(mut command: Command) -> Command {
+        command.env("WEBLOG_LOG_FORMAT", "json");
+        command
+    }
+
+    /// Shipper, host and sink run with their admin endpoints. A line too
+    /// large for Kafka, a line that is not an access-log line and a record
+    /// that is not JSON cause dead letters at the shipper, the host and the
+    /// sink. Then every metric the dashboard queries
+    /// has a sample in some binary's /metrics, except those in
+    /// [`EVENT_ONLY`].
+    #[test]
+    fn dashboard_metrics_are_served() {
+        let topics = TestTopics::create("dashboard", 3);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let content = std::fs::read(corpus("elastic-apache.log")).expect("read corpus");
+        let lines = split_lines(&content);
+        let mut log_bytes = lines[lines.len() - SLICE_LINES..].join(&b'\n');
+        log_bytes.extend(b"\nthis is not an access log line\n");
+        // librdkafka's default message.max.bytes is 1,000,000.
+        log_bytes.extend(std::iter::repeat_n(b'a', 1_200_000));
+        log_bytes.push(b'\n');
+        let log = dir.path().join("access.log");
+        std::fs::write(&log, &log_bytes).expect("write log");
+        produce(&topics.enriched, &[(None, b"not json".as_slice())]);
+
+        let host_command = host_run_command(&topics, &unique_name("dash-host"), &default_plugin());
+        let mut host = ChildProcess::spawn("host", with_admin(json_logs(host_command)), dir.path());
+        let mut sink_command = Command::new(binary("weblog-sink"));
+        sink_command
+            .args(["--bootstrap-servers", &bootstrap()])
+            .args(["--topic", &topics.enriched, "--dlq-topic", &topics.dlq])
+            .args(["--group-id", &unique_name("dash-sink")])
+            .arg("--output")
+            .arg(dir.path().join("out.jsonl"));
+        let mut sink = ChildProcess::spawn("sink", with_admin(json_logs(sink_command)), dir.path());
+        let mut shipper_command = Command::new(binary("weblog-shipper"));
+        shipper_command
+            .args(["--bootstrap-servers", &bootstrap()])
+            .args([
+                "--topic",
+                &topics.raw,
+                "--dlq-topic",
+                &topics.dlq,
+                "--follow",
+            ])
+            .arg("--file")
+            .arg(&log)
+            .arg("--checkpoint")
+            .arg(dir.path().join("shipper.checkpoint"));
+        let mut shipper = ChildProcess::spawn(
+            "shipper",
+            with_admin(json_logs(shipper_command)),
+            dir.path(),
+        );
+        let addrs = [
+            admin_addr(&mut host),
+            admin_addr(&mut sink),
+            admin_addr(&mut shipper),
+        ];
+
+        let exported = exported_metric_names();
+        let wanted: BTreeSet<String> = dashboard_metric_names(&exported)
+            .into_iter()
+            .filter(|name| !EVENT_ONLY.iter().any(|(event_only, _)| event_only == name))
+            .collect();
+        let mut served = BTreeSet::new();
+        let complete = wait_until(Duration::from_secs(120), || {
+            served = addrs
+                .iter()
+                .flat_map(|addr| sampled_names(&scrape(addr)))
+                .collect();
+            wanted.is_subset(&served)
+        });
+        let missing: Vec<&String> = wanted.difference(&served).collect();
+        assert!(complete, "no sample of {missing:?} in /metrics");
+        for (name, event) in EVENT_ONLY {
+            assert!(
+                exported.contains(name),
+                "{name}, shown after {event}, is not exported"
+            );
+        }
+        for (process, name) in [
+            (&mut host, "host"),
+            (&mut sink, "sink"),
+            (&mut shipper, "shipper"),
+        ] {
+            let (status, _) = process.terminate(Duration::from_secs(60));
+            assert!(
+                status.success(),
+                "{name} exit {status}: {}",
+                process.stderr()
+            );
+        }
+    }
+}
