@@ -31,6 +31,7 @@ pub mod native;
 pub mod outcome;
 pub mod pipeline;
 pub mod plugin;
+pub mod retry;
 pub mod sandbox;
 pub mod swap;
 

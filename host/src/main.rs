@@ -13,8 +13,9 @@ use clap::{Args, Parser, Subcommand};
 use weblog_common::{KafkaArgs, LogArgs};
 use weblog_host::cache::ComponentCache;
 use weblog_host::enrich_file::{self, DEFAULT_BATCH_SIZE};
-use weblog_host::pipeline::{self, PipelineConfig};
+use weblog_host::pipeline::{self, PipelineConfig, RetrySettings};
 use weblog_host::plugin::Plugin;
+use weblog_host::retry::{Backoff, DEFAULT_MAX_RETRIES};
 use weblog_host::sandbox::{self, SandboxLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT};
 
 #[derive(Parser)]
@@ -135,6 +136,14 @@ struct RunArgs {
     /// pauses.
     #[arg(long, env = "WEBLOG_HOST_MAX_IN_FLIGHT_BATCHES", default_value_t = 32)]
     max_in_flight_batches: usize,
+
+    /// Sends of a record after its delivery failed with a retriable error
+    /// (librdkafka's own retries until message.timeout.ms are spent by
+    /// then), with exponential backoff from 0.5 s to 30 s and 20 % jitter.
+    /// With --exactly-once, aborted transactions in a row. Past it the
+    /// host stops without committing the record's offset.
+    #[arg(long, env = "WEBLOG_HOST_MAX_RETRIES", default_value_t = DEFAULT_MAX_RETRIES)]
+    max_retries: u32,
 
     /// Directory of compiled plugin components, so that a restart or a swap
     /// back does not compile again [default: $WEBLOG_CACHE_DIR/components,
@@ -298,6 +307,10 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
         batch_size: args.batch_size,
         batch_linger: Duration::from_millis(args.batch_linger_ms),
         max_in_flight_batches: args.max_in_flight_batches,
+        retry: RetrySettings {
+            max_retries: args.max_retries,
+            backoff: Backoff::default(),
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

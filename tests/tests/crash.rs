@@ -19,12 +19,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::kafka::{
-    Received, TestTopics, bootstrap, committed_and_end_at, create_replicated_topics,
-    read_to_end_at, unique_name,
+    bootstrap, committed_and_end_at, create_replicated_topics, read_to_end_at, unique_name,
+    Received, TestTopics,
 };
 use crate::util::{
-    CORPORA, ChildProcess, LineOutcome, SeededRandom, binary, canonical_json, corpus,
-    corpus_outcomes, default_plugin, sigkill_seed, sink_output_lines, split_lines, wait_until,
+    binary, canonical_json, corpus, corpus_outcomes, default_plugin, sigkill_seed,
+    sink_output_lines, split_lines, wait_until, ChildProcess, LineOutcome, SeededRandom, CORPORA,
 };
 
 /// Min SIGKILLs of each process per run; the test goes on killing until
@@ -143,7 +143,7 @@ fn run_with_kills(mode: Mode) -> Tally {
     eprintln!("{label}: seed {seed:#x}");
     let mut random = SeededRandom(seed);
     let lines = corpus_lines();
-    let mut pipeline = Pipeline::start(label, mode, bootstrap());
+    let mut pipeline = Pipeline::start(label, mode, bootstrap(), true);
 
     let writer = {
         let path = pipeline.log_path.clone();
@@ -199,6 +199,9 @@ pub fn append_in_chunks(path: &Path, lines: &[Vec<u8>]) {
 pub struct Pipeline {
     mode: Mode,
     bootstrap: String,
+    /// Whether host and sink use static group membership, so that a
+    /// restarted one takes its partitions back at once.
+    static_membership: bool,
     dir: tempfile::TempDir,
     topics: TestTopics,
     sink_dlq: String,
@@ -214,8 +217,8 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// Creates the topics at `bootstrap` and the followed file, and starts
-    /// the processes.
-    pub fn start(label: &str, mode: Mode, bootstrap: String) -> Self {
+    /// the processes, with static group membership if `static_membership`.
+    pub fn start(label: &str, mode: Mode, bootstrap: String, static_membership: bool) -> Self {
         let topics = TestTopics {
             raw: unique_name(&format!("{label}-raw")),
             enriched: unique_name(&format!("{label}-enriched")),
@@ -231,6 +234,7 @@ impl Pipeline {
         let mut pipeline = Self {
             mode,
             bootstrap,
+            static_membership,
             output: dir.path().join("enriched.jsonl"),
             dir,
             topics,
@@ -462,10 +466,10 @@ impl Pipeline {
             .arg("--plugin")
             .arg(default_plugin())
             .arg("--component-cache")
-            .arg(self.dir.path().join("components"))
-            .args(["--kafka-option", &format!("group.instance.id={group}-0")])
-            .args(["--kafka-option", "session.timeout.ms=6000"])
-            .args(["--kafka-option", "heartbeat.interval.ms=500"]);
+            .arg(self.dir.path().join("components"));
+        if self.static_membership {
+            add_static_membership(&mut command, group);
+        }
         if self.mode == Mode::ExactlyOnce {
             command
                 .arg("--exactly-once")
@@ -488,11 +492,11 @@ impl Pipeline {
             .args(["--group-id", group])
             .args(["--batch-size", "200", "--batch-linger-ms", "20"])
             .args(["--rotate-bytes", SINK_ROTATE_BYTES])
-            .args(["--kafka-option", &format!("group.instance.id={group}-0")])
-            .args(["--kafka-option", "session.timeout.ms=6000"])
-            .args(["--kafka-option", "heartbeat.interval.ms=500"])
             .arg("--output")
             .arg(&self.output);
+        if self.static_membership {
+            add_static_membership(&mut command, group);
+        }
         command
     }
 }
@@ -544,6 +548,15 @@ impl Tally {
         );
         self
     }
+}
+
+/// Adds static group membership with a short session to a host or sink
+/// command.
+fn add_static_membership(command: &mut Command, group: &str) {
+    command
+        .args(["--kafka-option", &format!("group.instance.id={group}-0")])
+        .args(["--kafka-option", "session.timeout.ms=6000"])
+        .args(["--kafka-option", "heartbeat.interval.ms=500"]);
 }
 
 /// Returns the byte offset up to which the shipper's checkpoint at `path`

@@ -20,6 +20,7 @@
 //! - `crash`: the same corpora with shipper, host and sink killed with
 //!   SIGKILL at seeded random moments, in both delivery modes of the host.
 //! - `broker_crash`: the pipeline through a SIGKILL of a private broker.
+//! - `replay`: dead letters of outputs Kafka rejected, and `replay-dlq`.
 //!
 //! The Kafka tests need the `kafka-tests` feature and a broker at
 //! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `make test` starts one. Each
@@ -46,11 +47,14 @@ mod broker_crash;
 #[cfg(feature = "kafka-tests")]
 mod crash;
 #[cfg(feature = "kafka-tests")]
+#[cfg(feature = "kafka-tests")]
 mod end_to_end;
 #[cfg(feature = "kafka-tests")]
 mod exactly_once;
 #[cfg(feature = "kafka-tests")]
 mod host;
+#[cfg(feature = "kafka-tests")]
+mod replay;
 #[cfg(feature = "kafka-tests")]
 mod lag;
 #[cfg(feature = "kafka-tests")]

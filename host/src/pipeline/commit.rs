@@ -2,9 +2,11 @@
 //!
 //! Batches arrive in consumption order. For each one the task waits for all
 //! delivery reports, and only when every output of a batch is acknowledged
-//! are its offsets merged into the set to commit. A delivery failure (after
-//! librdkafka's own retries up to `message.timeout.ms`) stops the host
-//! without committing, so the records are replayed after a restart.
+//! (after the retries of [`super::deliver`]) are its offsets merged into the
+//! set to commit. A delivery that still fails stops the host without
+//! committing, so the records are replayed after a restart. While the task
+//! waits, the consume loop stops once `--max-in-flight-batches` batches are
+//! pending, so a broker outage pauses consumption.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,16 +18,20 @@ use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
 use super::consume::HostConsumer;
-use super::produce::error_label;
-use crate::metrics::{PRODUCED_BYTES, PRODUCE_ERRORS, RECORDS_DEAD_LETTERED, RECORDS_PRODUCED};
+use super::deliver::{deliver_with_retries, Delivery, RetrySettings};
+use super::produce::Output;
+use crate::bindings::InputRecord;
+use crate::metrics::{PRODUCED_BYTES, RECORDS_DEAD_LETTERED, RECORDS_PRODUCED};
 use crate::outcome::FailureKind;
-use rdkafka::producer::DeliveryFuture;
+use crate::retry::Jitter;
 use weblog_common::metrics::counter;
 
 /// Outputs of one batch on their way to Kafka.
 pub(super) struct PendingBatch {
-    /// One future per produced record, enriched or dead letter.
-    pub(super) deliveries: Vec<DeliveryFuture>,
+    /// One per produced record, enriched or dead letter.
+    pub(super) deliveries: Vec<Delivery>,
+    /// The batch's input records, for dead letters of rejected outputs.
+    pub(super) inputs: Vec<InputRecord>,
     /// Offsets to commit once every delivery succeeded.
     pub(super) next_offsets: BTreeMap<(String, i32), i64>,
     /// What the deliveries carry, counted once they are acknowledged.
@@ -121,11 +127,14 @@ impl PipelineCounts {
 /// Returns when the channel closes, after a final synchronous commit.
 pub(super) async fn commit_in_order(
     consumer: Arc<HostConsumer>,
+    output: Output,
+    retry: RetrySettings,
     mut batches: mpsc::Receiver<PendingBatch>,
 ) -> anyhow::Result<()> {
     let mut to_commit: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    while let Some(batch) = batches.recv().await {
-        await_deliveries(batch.deliveries).await?;
+    let mut jitter = Jitter::from_time();
+    while let Some(mut batch) = batches.recv().await {
+        deliver_with_retries(&output, &mut batch, &retry, &mut jitter).await?;
         batch.outputs.record_acknowledged();
         to_commit.extend(batch.next_offsets);
 
@@ -135,27 +144,6 @@ pub(super) async fn commit_in_order(
         }
     }
     commit(&consumer, &mut to_commit, CommitMode::Sync)
-}
-
-/// Waits for every delivery report and fails on the first failed one.
-pub(super) async fn await_deliveries(deliveries: Vec<DeliveryFuture>) -> anyhow::Result<()> {
-    for delivery in deliveries {
-        match delivery.await {
-            Ok(Ok(_)) => {}
-            Ok(Err((error, message))) => {
-                use rdkafka::Message;
-                counter!(PRODUCE_ERRORS, "topic" => message.topic().to_string(), "error" => error_label(&error))
-                    .increment(1);
-                anyhow::bail!(
-                    "failed to deliver a record to topic {:?}: {error}; \
-                     offsets after the last acknowledged batch stay uncommitted",
-                    message.topic()
-                );
-            }
-            Err(_canceled) => anyhow::bail!("producer dropped a delivery report"),
-        }
-    }
-    Ok(())
 }
 
 /// Commits the offsets of partitions this instance still owns and clears

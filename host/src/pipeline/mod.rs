@@ -18,8 +18,11 @@
 
 mod commit;
 mod consume;
+mod deliver;
 mod produce;
 mod transaction;
+
+pub use deliver::RetrySettings;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -79,6 +82,8 @@ pub struct PipelineConfig {
     /// at-least-once. Two live instances must not share one: the newer
     /// fences the older, which then stops.
     pub transactional_id: Option<String>,
+    /// How failed deliveries are retried.
+    pub retry: RetrySettings,
 }
 
 /// Runs the pipeline until `shutdown` is cancelled, then finishes in-flight
@@ -121,7 +126,12 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         &config.kafka.bootstrap_servers,
     )?;
     let mut transactions = match &config.transactional_id {
-        Some(id) => Some(Transactions::init(producer.clone(), consumer.clone(), id)?),
+        Some(id) => Some(Transactions::init(
+            producer.clone(),
+            consumer.clone(),
+            id,
+            config.retry,
+        )?),
         None => None,
     };
     consumer
@@ -137,8 +147,13 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
 
     let counts = Arc::new(PipelineCounts::default());
     let (pending, pending_rx) = mpsc::channel::<PendingBatch>(config.max_in_flight_batches);
-    let committer = tokio::spawn(commit::commit_in_order(consumer.clone(), pending_rx));
     let output = produce::Output::new(producer.clone(), &config, message_max_bytes);
+    let committer = tokio::spawn(commit::commit_in_order(
+        consumer.clone(),
+        output.clone(),
+        config.retry,
+        pending_rx,
+    ));
     let recent = RecentRecords::new(CANARY_SAMPLE_SIZE);
     let swap_counts = Arc::new(SwapCounts::default());
     let swap_settings = SwapSettings {

@@ -11,11 +11,12 @@
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, OwnedHeaders};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use super::commit::{OutputCounts, PendingBatch, PipelineCounts};
 use super::consume::ConsumedBatch;
+use super::deliver::Delivery;
 use super::PipelineConfig;
 use crate::bindings::InputRecord;
 use crate::headers;
@@ -42,6 +43,7 @@ const RECORD_OVERHEAD_BYTES: usize = 64;
 const HEADER_OVERHEAD_BYTES: usize = 10;
 
 /// Producer and topics for enriched records and dead letters.
+#[derive(Clone)]
 pub(super) struct Output {
     producer: FutureProducer<LoggingContext>,
     output_topic: String,
@@ -82,7 +84,7 @@ impl Output {
         );
         let mut deliveries = Vec::with_capacity(batch.records.len());
         let mut outputs = OutputCounts::new(&self.output_topic, &self.dlq_topic);
-        for (input, outcome) in batch.records.iter().zip(outcomes) {
+        for (index, (input, outcome)) in batch.records.iter().zip(outcomes).enumerate() {
             let outcome = match outcome {
                 EnrichOutcome::Enriched(records) => self.check_sizes(input, plugin, records),
                 failed => failed,
@@ -93,20 +95,20 @@ impl Output {
                     for record in &records {
                         outputs.add_enriched(record.len());
                         let headers = source_headers(input, plugin);
-                        deliveries.push(
-                            self.produce(&self.output_topic, input, record.as_bytes(), headers)
-                                .await?,
-                        );
+                        let future = self
+                            .produce(&self.output_topic, input, record.as_bytes(), headers)
+                            .await?;
+                        deliveries.push(Delivery::enriched(future, index));
                     }
                 }
                 EnrichOutcome::Failed(failure) => {
                     counts.add_dead_lettered(1);
                     outputs.add_dead_letter(failure.kind);
                     let headers = failure_headers(input, plugin, &failure);
-                    deliveries.push(
-                        self.produce(&self.dlq_topic, input, &input.value, headers)
-                            .await?,
-                    );
+                    let future = self
+                        .produce(&self.dlq_topic, input, &input.value, headers)
+                        .await?;
+                    deliveries.push(Delivery::dead_letter(future, index));
                 }
             }
         }
@@ -114,6 +116,7 @@ impl Output {
         record_plugin_failures(plugin, &outputs);
         Ok(PendingBatch {
             deliveries,
+            inputs: batch.records,
             next_offsets: batch.next_offsets,
             outputs,
         })
@@ -132,6 +135,59 @@ impl Output {
         if let Some(key) = &input.key {
             record = record.key(key.as_slice());
         }
+        self.enqueue(record, input).await
+    }
+
+    /// Sends a record whose delivery failed once more, as it was.
+    pub(super) async fn resend(
+        &self,
+        message: &OwnedMessage,
+        input: &InputRecord,
+    ) -> anyhow::Result<DeliveryFuture> {
+        let mut record = FutureRecord::<[u8], [u8]>::to(message.topic())
+            .payload(message.payload().unwrap_or_default());
+        if let Some(headers) = message.headers() {
+            record = record.headers(headers.clone());
+        }
+        if let Some(key) = message.key() {
+            record = record.key(key);
+        }
+        self.enqueue(record, input).await
+    }
+
+    /// Sends `input` to the dead-letter topic because the broker rejected
+    /// its enriched record `rejected` for good with `error`. The dead
+    /// letter keeps the rejected record's plugin and source headers.
+    pub(super) async fn dead_letter_rejected(
+        &self,
+        input: &InputRecord,
+        rejected: &OwnedMessage,
+        error: &KafkaError,
+    ) -> anyhow::Result<DeliveryFuture> {
+        let failure = Failure {
+            kind: FailureKind::InvalidOutput,
+            reason: format!("the broker rejected the enriched record: {error}"),
+        };
+        let mut headers = OwnedHeaders::new_with_capacity(8);
+        if let Some(rejected_headers) = rejected.headers() {
+            for header in rejected_headers.iter() {
+                headers = headers.insert(header);
+            }
+        }
+        let headers = headers
+            .insert(header(headers::ERROR_KIND, failure.kind.as_str()))
+            .insert(header(headers::ERROR_REASON, &failure.reason));
+        self.produce(&self.dlq_topic, input, &input.value, headers)
+            .await
+    }
+
+    /// Hands `record` to the producer, waiting while its local queue is
+    /// full. `input` is the record it came from, named in errors.
+    async fn enqueue(
+        &self,
+        mut record: FutureRecord<'_, [u8], [u8]>,
+        input: &InputRecord,
+    ) -> anyhow::Result<DeliveryFuture> {
         loop {
             match self.producer.send_result(record) {
                 Ok(delivery) => return Ok(delivery),
@@ -139,7 +195,8 @@ impl Output {
                     record = returned;
                     tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
                 }
-                Err((error, _)) => {
+                Err((error, returned)) => {
+                    let topic = returned.topic;
                     counter!(PRODUCE_ERRORS, "topic" => topic.to_string(), "error" => error_label(&error))
                         .increment(1);
                     anyhow::bail!(

@@ -12,11 +12,14 @@
 //!
 //! An abortable error (a failed delivery, a commit the group coordinator
 //! rejects) aborts the transaction and seeks the consumer back to the
-//! batch's first offsets, so the next batches consume those records again.
-//! A fatal error, such as a newer producer with the same transactional id
-//! fencing this one, stops the host.
+//! batch's first offsets, so the next batches consume those records again
+//! after a backoff with jitter. More than `--max-retries` aborts in a row
+//! stop the host. When the broker rejected an enriched record for good (too
+//! large, invalid), the next run of the batch dead-letters its input
+//! instead. A fatal error, such as a newer producer with the same
+//! transactional id fencing this one, stops the host.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,11 +30,13 @@ use rdkafka::producer::{FutureProducer, Producer};
 use rdkafka::{Offset, TopicPartitionList};
 use weblog_common::LoggingContext;
 
-use super::commit::{await_deliveries, PipelineCounts};
+use super::commit::PipelineCounts;
 use super::consume::{ConsumedBatch, HostConsumer};
+use super::deliver::{await_deliveries, FailedDeliveries, RetrySettings};
 use super::produce::Output;
-use crate::outcome::EnrichOutcome;
+use crate::outcome::{EnrichOutcome, Failure, FailureKind};
 use crate::plugin::PluginIdentity;
+use crate::retry::{self, DeliveryFailure, Jitter};
 
 /// How long `init_transactions` may take. It waits for the broker to abort
 /// a transaction that a previous producer with the same id left open.
@@ -43,13 +48,6 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Attempts at one `commit_transaction` while librdkafka calls its error
 /// retriable, before the transaction is aborted.
 const MAX_COMMIT_ATTEMPTS: u32 = 3;
-
-/// Aborted transactions in a row after which the host stops, so that a
-/// permanent error (a record the broker rejects) does not loop forever.
-const MAX_ABORTS_IN_A_ROW: u32 = 5;
-
-/// First pause after an abort; it doubles with each abort in a row.
-const ABORT_BACKOFF: Duration = Duration::from_millis(200);
 
 /// Failure of a transactional step, sorted by what the host can do next.
 enum TransactionError {
@@ -65,6 +63,12 @@ pub(super) struct Transactions {
     consumer: Arc<HostConsumer>,
     transactional_id: String,
     aborts_in_a_row: u32,
+    retry: RetrySettings,
+    jitter: Jitter,
+    /// Reasons the broker gave for rejecting the enriched records of
+    /// inputs, by input (topic, partition, offset), until their batch
+    /// commits with a dead letter in their place.
+    rejected: HashMap<(String, i32, i64), String>,
 }
 
 impl Transactions {
@@ -76,6 +80,7 @@ impl Transactions {
         producer: FutureProducer<LoggingContext>,
         consumer: Arc<HostConsumer>,
         transactional_id: &str,
+        retry: RetrySettings,
     ) -> anyhow::Result<Self> {
         tokio::task::block_in_place(|| producer.init_transactions(INIT_TIMEOUT)).with_context(
             || format!("failed to init transactions for transactional id {transactional_id:?}"),
@@ -86,6 +91,9 @@ impl Transactions {
             consumer,
             transactional_id: transactional_id.to_string(),
             aborts_in_a_row: 0,
+            retry,
+            jitter: Jitter::from_time(),
+            rejected: HashMap::new(),
         })
     }
 
@@ -103,21 +111,85 @@ impl Transactions {
         counts: &PipelineCounts,
     ) -> anyhow::Result<()> {
         let first_offsets = batch.first_offsets();
-        let records = batch.records.len();
+        let sources: Vec<(String, i32, i64)> = batch
+            .records
+            .iter()
+            .map(|record| (record.topic.clone(), record.partition, record.offset))
+            .collect();
+        let outcomes = self.dead_letter_rejected(&sources, outcomes);
         match self
             .run_transaction(output, batch, outcomes, plugin, counts)
             .await
         {
             Ok(()) => {
                 self.aborts_in_a_row = 0;
-                tracing::debug!(records, "transaction committed");
+                for source in &sources {
+                    self.rejected.remove(source);
+                }
+                tracing::debug!(records = sources.len(), "transaction committed");
                 Ok(())
             }
             Err(TransactionError::Fatal(error)) => Err(self.fatal(error)),
             Err(TransactionError::Abortable(error)) => {
+                // A batch whose next attempt dead-letters more inputs makes
+                // progress, so its abort does not count as a retry.
+                if self.remember_rejections(&error, &sources) {
+                    self.aborts_in_a_row = 0;
+                }
                 self.abort_and_rewind(error, &first_offsets).await
             }
         }
+    }
+
+    /// Replaces the outcomes of inputs whose enriched records the broker
+    /// rejected in an earlier attempt with a failure.
+    fn dead_letter_rejected(
+        &self,
+        sources: &[(String, i32, i64)],
+        mut outcomes: Vec<EnrichOutcome>,
+    ) -> Vec<EnrichOutcome> {
+        if self.rejected.is_empty() {
+            return outcomes;
+        }
+        for (source, outcome) in sources.iter().zip(outcomes.iter_mut()) {
+            if let Some(reason) = self.rejected.get(source) {
+                *outcome = EnrichOutcome::Failed(Failure {
+                    kind: FailureKind::InvalidOutput,
+                    reason: reason.clone(),
+                });
+            }
+        }
+        outcomes
+    }
+
+    /// Remembers the inputs of enriched records that the broker rejected
+    /// for good, so that the next attempt dead-letters them. Returns
+    /// whether there was any.
+    fn remember_rejections(
+        &mut self,
+        error: &anyhow::Error,
+        sources: &[(String, i32, i64)],
+    ) -> bool {
+        let Some(FailedDeliveries(failures)) = error.downcast_ref::<FailedDeliveries>() else {
+            return false;
+        };
+        let mut remembered = false;
+        for failed in failures {
+            if failed.dead_letter || retry::classify(&failed.error) != DeliveryFailure::Permanent {
+                continue;
+            }
+            let source = sources[failed.input].clone();
+            tracing::warn!(
+                error = %failed.error,
+                topic = %source.0,
+                partition = source.1,
+                offset = source.2,
+                "broker rejected an enriched record, its input will be dead-lettered"
+            );
+            let reason = format!("the broker rejected the enriched record: {}", failed.error);
+            remembered |= self.rejected.insert(source, reason).is_none();
+        }
+        remembered
     }
 
     async fn run_transaction(
@@ -203,16 +275,9 @@ impl Transactions {
             aborts_in_a_row = self.aborts_in_a_row,
             "aborting transaction, its records will be consumed again"
         );
-        let aborted = tokio::task::block_in_place(|| self.producer.abort_transaction(CALL_TIMEOUT));
-        match aborted.map_err(|error| classify(error, "abort the transaction")) {
-            Ok(()) => {}
-            Err(TransactionError::Fatal(error)) => return Err(self.fatal(error)),
-            Err(TransactionError::Abortable(error)) => {
-                return Err(error.context(format!("failed to recover from: {cause:#}")))
-            }
-        }
+        self.abort(&cause).await?;
         anyhow::ensure!(
-            self.aborts_in_a_row < MAX_ABORTS_IN_A_ROW,
+            self.aborts_in_a_row <= self.retry.max_retries,
             "aborted {} transactions in a row, the last after: {cause:#}",
             self.aborts_in_a_row
         );
@@ -228,9 +293,42 @@ impl Transactions {
             })
             .with_context(|| format!("failed to seek {topic}/{partition} back to {offset}"))?;
         }
-        let backoff = ABORT_BACKOFF * 2u32.pow(self.aborts_in_a_row - 1);
+        let backoff = self
+            .retry
+            .backoff
+            .delay(self.aborts_in_a_row, &mut self.jitter);
         tokio::time::sleep(backoff).await;
         Ok(())
+    }
+
+    /// Aborts the open transaction, calling again with backoff while
+    /// librdkafka marks the error as retriable, as a timeout during a
+    /// broker outage is.
+    async fn abort(&mut self, cause: &anyhow::Error) -> anyhow::Result<()> {
+        let mut attempt = 0;
+        loop {
+            let aborted =
+                tokio::task::block_in_place(|| self.producer.abort_transaction(CALL_TIMEOUT));
+            let error = match aborted {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            let retriable =
+                matches!(&error, KafkaError::Transaction(inner) if inner.is_retriable());
+            if retriable && attempt < self.retry.max_retries {
+                attempt += 1;
+                let delay = self.retry.backoff.delay(attempt, &mut self.jitter);
+                tracing::warn!(error = %error, attempt, delay_ms = delay.as_millis() as u64, "failed to abort transaction, retrying");
+                tokio::time::sleep(delay).await;
+                continue;
+            }
+            return match classify(error, "abort the transaction") {
+                TransactionError::Fatal(error) => Err(self.fatal(error)),
+                TransactionError::Abortable(error) => {
+                    Err(error.context(format!("failed to recover from: {cause:#}")))
+                }
+            };
+        }
     }
 }
 
