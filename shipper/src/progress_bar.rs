@@ -5,6 +5,9 @@
 //! acknowledged. A task of its own reads them on a timer and draws the bar
 //! or logs the line, so the send loop never waits for the terminal. The
 //! counters are process-wide because one shipper process ships one file.
+//!
+//! NOTE: log events also go to stderr, so a warning printed while the bar
+//! is drawn leaves a stale copy of the bar above it.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -253,6 +256,9 @@ fn log_progress(file: &Path, follow: bool, since: &Snapshot, now: &Snapshot, las
 }
 
 /// Returns the size of `file`, or `None` while it is missing.
+// NOTE: after a rotation the path names the new file while the reader may
+// still finish the old one, so until then the percentage compares the old
+// file's offset with the new file's size.
 fn file_size(file: &Path) -> Option<u64> {
     std::fs::metadata(file).ok().map(|metadata| metadata.len())
 }
