@@ -34,7 +34,8 @@ pub(crate) enum ProgressMode {
     /// A bar when stderr is a terminal and the file is read once, else log
     /// lines.
     Auto,
-    /// A bar on stderr; log lines instead with --follow.
+    /// A bar on stderr, drawn only when stderr is a terminal; log lines
+    /// instead with --follow.
     Bar,
     /// An info log line every --progress-interval-ms.
     Log,
