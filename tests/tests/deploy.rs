@@ -836,6 +836,39 @@ fn dashboard_metrics_are_exported() {
     assert!(unused.is_empty(), "no panel shows {unused:?}");
 }
 
+/// Counters are read through `rate` or `increase`, and histogram
+/// quantiles aggregate their buckets by `le`.
+#[test]
+fn dashboard_queries_fit_metric_types() {
+    let dashboard = dashboard();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expression = target["expr"].as_str().expect("expr");
+            for (position, _) in expression.match_indices("weblog_") {
+                let name: String = expression[position..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if name.ends_with("_total") || name.ends_with("_bucket") {
+                    let before = &expression[..position];
+                    let counted = before.ends_with("rate(") || before.ends_with("increase(");
+                    assert!(counted, "{name} without rate or increase: {expression}");
+                }
+            }
+            if expression.contains("histogram_quantile(") {
+                assert!(
+                    expression.contains("by (le"),
+                    "quantile without le: {expression}"
+                );
+                assert!(
+                    expression.contains("_bucket"),
+                    "quantile without buckets: {expression}"
+                );
+            }
+        }
+    }
+}
+
 /// The dashboard's metrics in the `/metrics` output of a running pipeline.
 #[cfg(feature = "kafka-tests")]
 mod live {
