@@ -32,6 +32,8 @@ fn commands(dir: &std::path::Path) -> Vec<(&'static str, Command)> {
     for (_, command) in &mut commands {
         command
             .args(["--bootstrap-servers", "127.0.0.1:1"])
+            // Warnings must show whatever RUST_LOG the caller's shell sets.
+            .env("RUST_LOG", "warn")
             .env_remove("WEBLOG_KAFKA_OPTIONS")
             .env_remove("WEBLOG_KAFKA_OPTION_FILE");
     }
@@ -140,5 +142,31 @@ fn key_set_twice_is_rejected() {
         assert!(text.contains("set both"), "{name}: {text}");
         assert!(!text.contains(SECRET), "{name} printed the secret: {text}");
         assert!(!text.contains("other-secret"), "{name}: {text}");
+    }
+}
+
+/// An option file with a secret that every user can read gets a warning
+/// that names it; the same file with mode 0600 gets none.
+#[test]
+fn readable_option_file_warns() {
+    use std::os::unix::fs::PermissionsExt;
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("client.properties");
+    let content = format!("sasl.password={SECRET}\nsecurity.protocol=carrier-pigeon\n");
+    std::fs::write(&file, content).expect("write option file");
+    let warning = "kafka option file contains a secret and is readable by every user";
+    for (mode, warns) in [(0o644, true), (0o600, false)] {
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).expect("set mode");
+        for (name, mut command) in commands(dir.path()) {
+            command.arg("--kafka-option-file").arg(&file);
+            let text = run_failing(name, &mut command);
+            assert_eq!(
+                text.contains(warning),
+                warns,
+                "{name} with {mode:o}: {text}"
+            );
+            assert!(!text.contains(SECRET), "{name} printed the secret: {text}");
+        }
     }
 }
