@@ -19,3 +19,12 @@ pub const SOURCE_OFFSET: &str = "weblog.source.offset";
 pub const ERROR_KIND: &str = "weblog.error.kind";
 /// Failure message of a dead letter.
 pub const ERROR_REASON: &str = "weblog.error.reason";
+/// Timestamp of the input record, in milliseconds since the Unix epoch, in
+/// decimal. Dead letters only; missing when the input record has none.
+pub const SOURCE_TIMESTAMP: &str = "weblog.source.timestamp";
+/// Times the record went through a plugin, in decimal: 1 on a dead letter
+/// of `run`, one more on each dead letter of `replay-dlq`.
+pub const ERROR_ATTEMPTS: &str = "weblog.error.attempts";
+/// Instance id of the host that wrote the dead letter (`--instance-id`, or
+/// the one it generated and logged at start).
+pub const HOST_INSTANCE: &str = "weblog.host.instance";

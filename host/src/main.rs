@@ -183,9 +183,11 @@ struct RunArgs {
     #[arg(long, env = "WEBLOG_HOST_TRANSACTIONAL_ID", requires = "exactly_once")]
     transactional_id: Option<String>,
 
-    /// Name of this instance in the default transactional id [default: the
-    /// host name].
-    #[arg(long, env = "WEBLOG_HOST_INSTANCE_ID", requires = "exactly_once")]
+    /// Name of this instance, written to every dead letter and part of the
+    /// default transactional id [default: the host name in the
+    /// transactional id, and the host name plus a random suffix, logged at
+    /// start, in dead letters].
+    #[arg(long, env = "WEBLOG_HOST_INSTANCE_ID")]
     instance_id: Option<String>,
 
     /// Call the default plugin's parser compiled into the host in place of
@@ -212,6 +214,22 @@ impl RunArgs {
             );
         }
         dir
+    }
+
+    /// Returns --instance-id, or else generates an id from the host name
+    /// and the clock and logs it.
+    fn instance_id(&self) -> anyhow::Result<String> {
+        if let Some(id) = &self.instance_id {
+            anyhow::ensure!(!id.is_empty(), "invalid --instance-id: it is empty");
+            return Ok(id.clone());
+        }
+        let host = host_name().unwrap_or_else(|_| "weblog-host".to_string());
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.subsec_nanos());
+        let id = format!("{host}-{:08x}", nanos ^ std::process::id().rotate_left(16));
+        tracing::info!(instance = %id, "generated an instance id; set --instance-id to choose one");
+        Ok(id)
     }
 
     /// Returns the transactional id with --exactly-once, else `None`.
@@ -294,6 +312,7 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
     );
     let config = PipelineConfig {
         transactional_id: args.transactional_id()?,
+        instance_id: args.instance_id()?,
         component_cache: args.component_cache(),
         admin_addr: args.admin_addr,
         limits: args.plugin.limits()?,

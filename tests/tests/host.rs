@@ -37,7 +37,9 @@ fn outputs_keep_keys_and_headers() {
     );
     let dir = tempfile::tempdir().expect("temp dir");
     let group = unique_name("host-headers");
-    let mut host = ChildProcess::spawn("host", host_command(&topics, &group), dir.path());
+    let mut command = host_command(&topics, &group);
+    command.args(["--instance-id", "headers-test-1"]);
+    let mut host = ChildProcess::spawn("host", command, dir.path());
 
     let mut enriched = TopicReader::new(&topics.enriched);
     let mut dlq = TopicReader::new(&topics.dlq);
@@ -70,6 +72,14 @@ fn outputs_keep_keys_and_headers() {
     assert!(!letter.header("weblog.error.reason").is_empty());
     assert_eq!(letter.header("weblog.source.offset"), "1");
     assert_eq!(letter.header("weblog.plugin.digest"), digest);
+    assert_eq!(letter.header("weblog.error.attempts"), "1");
+    assert_eq!(letter.header("weblog.host.instance"), "headers-test-1");
+    let timestamp: i64 = letter
+        .header("weblog.source.timestamp")
+        .parse()
+        .expect("timestamp in decimal");
+    assert!(timestamp > 1_700_000_000_000, "timestamp {timestamp} ms");
+    assert!(!record.headers.contains_key("weblog.error.attempts"));
 
     assert_eq!(
         committed_and_end(&group, &topics.raw),

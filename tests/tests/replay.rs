@@ -83,6 +83,8 @@ fn assert_rejected_by_broker(lines: &[Vec<u8>], letters: &[crate::util::kafka::R
         let reason = letter.header("weblog.error.reason");
         assert!(reason.contains("broker rejected"), "{reason}");
         assert_eq!(letter.header("weblog.plugin.name"), "access-log");
+        assert_eq!(letter.header("weblog.error.attempts"), "1");
+        assert!(!letter.header("weblog.host.instance").is_empty());
     }
 }
 

@@ -17,7 +17,7 @@ use rdkafka::consumer::{CommitMode, Consumer};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 
-use super::consume::HostConsumer;
+use super::consume::{HostConsumer, Origin};
 use super::deliver::{deliver_with_retries, Delivery, RetrySettings};
 use super::produce::Output;
 use crate::bindings::InputRecord;
@@ -30,8 +30,10 @@ use weblog_common::metrics::counter;
 pub(super) struct PendingBatch {
     /// One per produced record, enriched or dead letter.
     pub(super) deliveries: Vec<Delivery>,
-    /// The batch's input records, for dead letters of rejected outputs.
+    /// The batch's input records and their origins, for dead letters of
+    /// rejected outputs.
     pub(super) inputs: Vec<InputRecord>,
+    pub(super) origins: Vec<Origin>,
     /// Offsets to commit once every delivery succeeded.
     pub(super) next_offsets: BTreeMap<(String, i32), i64>,
     /// What the deliveries carry, counted once they are acknowledged.

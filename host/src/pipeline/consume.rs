@@ -34,6 +34,35 @@ pub(super) struct ConsumedBatch {
     /// Next offset to consume per (topic, partition): the last offset in
     /// the batch plus one, which is what Kafka expects as a commit.
     pub(super) next_offsets: BTreeMap<(String, i32), i64>,
+    /// Origin of each record, by index.
+    pub(super) origins: Vec<Origin>,
+}
+
+/// Where a record started and how often it went through a plugin, for the
+/// headers of its outputs. It is the consumed record itself, except when
+/// `replay-dlq` consumes a dead letter.
+#[derive(Clone, Debug)]
+pub(super) struct Origin {
+    pub(super) topic: String,
+    pub(super) partition: i32,
+    pub(super) offset: i64,
+    /// Milliseconds since the Unix epoch, if the record has a timestamp.
+    pub(super) timestamp_ms: Option<i64>,
+    /// Plugin runs including the current one.
+    pub(super) attempts: u32,
+}
+
+impl Origin {
+    /// Returns the origin of a record consumed from the raw topic.
+    pub(super) fn of(record: &InputRecord) -> Self {
+        Self {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            timestamp_ms: record.timestamp_ms,
+            attempts: 1,
+        }
+    }
 }
 
 /// Consumer context that keeps the set of assigned partitions, and
@@ -152,6 +181,7 @@ pub(super) async fn next_batch(
     let mut batch = ConsumedBatch {
         records: Vec::with_capacity(config.batch_size),
         next_offsets: BTreeMap::new(),
+        origins: Vec::with_capacity(config.batch_size),
     };
 
     // The first record: wait as long as it takes, unless shutting down.
@@ -205,8 +235,14 @@ impl ConsumedBatch {
     /// group's committed offset.
     pub(super) fn retain_owned(&mut self, context: &HostContext) -> usize {
         let before = self.records.len();
-        self.records
-            .retain(|record| context.owns(&record.topic, record.partition));
+        let records = std::mem::take(&mut self.records);
+        let origins = std::mem::take(&mut self.origins);
+        for (record, origin) in records.into_iter().zip(origins) {
+            if context.owns(&record.topic, record.partition) {
+                self.records.push(record);
+                self.origins.push(origin);
+            }
+        }
         self.next_offsets
             .retain(|(topic, partition), _| context.owns(topic, *partition));
         before - self.records.len()
@@ -229,13 +265,15 @@ impl ConsumedBatch {
             (topic.to_string(), message.partition()),
             message.offset() + 1,
         );
-        self.records.push(InputRecord {
+        let record = InputRecord {
             topic: topic.to_string(),
             partition: message.partition(),
             offset: message.offset(),
             timestamp_ms: message.timestamp().to_millis(),
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        });
+        };
+        self.origins.push(Origin::of(&record));
+        self.records.push(record);
     }
 }

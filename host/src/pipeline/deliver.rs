@@ -129,6 +129,7 @@ pub(super) async fn deliver_with_retries(
 ) -> anyhow::Result<()> {
     for delivery in std::mem::take(&mut batch.deliveries) {
         let input = &batch.inputs[delivery.input];
+        let origin = &batch.origins[delivery.input];
         let mut dead_letter = delivery.dead_letter;
         let mut retries = 0;
         let mut report = delivery.future.await;
@@ -150,7 +151,9 @@ pub(super) async fn deliver_with_retries(
                 );
                 dead_letter = true;
                 retries = 0;
-                output.dead_letter_rejected(input, &message, &error).await?
+                output
+                    .dead_letter_rejected(input, origin, &message, &error)
+                    .await?
             } else if kind == DeliveryFailure::Retriable && retries < settings.max_retries {
                 retries += 1;
                 let delay = settings.backoff.delay(retries, jitter);

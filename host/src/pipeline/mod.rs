@@ -84,6 +84,8 @@ pub struct PipelineConfig {
     pub transactional_id: Option<String>,
     /// How failed deliveries are retried.
     pub retry: RetrySettings,
+    /// Name of this instance, written to dead letters.
+    pub instance_id: String,
 }
 
 /// Runs the pipeline until `shutdown` is cancelled, then finishes in-flight

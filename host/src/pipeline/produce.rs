@@ -15,7 +15,7 @@ use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use super::commit::{OutputCounts, PendingBatch, PipelineCounts};
-use super::consume::ConsumedBatch;
+use super::consume::{ConsumedBatch, Origin};
 use super::deliver::Delivery;
 use super::PipelineConfig;
 use crate::bindings::InputRecord;
@@ -50,6 +50,8 @@ pub(super) struct Output {
     dlq_topic: String,
     /// The producer's `message.max.bytes`.
     message_max_bytes: usize,
+    /// Written to dead letters.
+    instance_id: String,
 }
 
 impl Output {
@@ -63,6 +65,7 @@ impl Output {
             producer,
             output_topic: config.output_topic.clone(),
             dlq_topic: config.dlq_topic.clone(),
+            instance_id: config.instance_id.clone(),
         }
     }
 
@@ -85,8 +88,11 @@ impl Output {
         let mut deliveries = Vec::with_capacity(batch.records.len());
         let mut outputs = OutputCounts::new(&self.output_topic, &self.dlq_topic);
         for (index, (input, outcome)) in batch.records.iter().zip(outcomes).enumerate() {
+            let origin = &batch.origins[index];
             let outcome = match outcome {
-                EnrichOutcome::Enriched(records) => self.check_sizes(input, plugin, records),
+                EnrichOutcome::Enriched(records) => {
+                    self.check_sizes(input, origin, plugin, records)
+                }
                 failed => failed,
             };
             match outcome {
@@ -94,7 +100,7 @@ impl Output {
                     counts.add_enriched(records.len());
                     for record in &records {
                         outputs.add_enriched(record.len());
-                        let headers = source_headers(input, plugin);
+                        let headers = source_headers(origin, plugin);
                         let future = self
                             .produce(&self.output_topic, input, record.as_bytes(), headers)
                             .await?;
@@ -104,7 +110,7 @@ impl Output {
                 EnrichOutcome::Failed(failure) => {
                     counts.add_dead_lettered(1);
                     outputs.add_dead_letter(failure.kind);
-                    let headers = failure_headers(input, plugin, &failure);
+                    let headers = self.failure_headers(origin, plugin, &failure);
                     let future = self
                         .produce(&self.dlq_topic, input, &input.value, headers)
                         .await?;
@@ -117,6 +123,7 @@ impl Output {
         Ok(PendingBatch {
             deliveries,
             inputs: batch.records,
+            origins: batch.origins,
             next_offsets: batch.next_offsets,
             outputs,
         })
@@ -161,6 +168,7 @@ impl Output {
     pub(super) async fn dead_letter_rejected(
         &self,
         input: &InputRecord,
+        origin: &Origin,
         rejected: &OwnedMessage,
         error: &KafkaError,
     ) -> anyhow::Result<DeliveryFuture> {
@@ -174,9 +182,7 @@ impl Output {
                 headers = headers.insert(header);
             }
         }
-        let headers = headers
-            .insert(header(headers::ERROR_KIND, failure.kind.as_str()))
-            .insert(header(headers::ERROR_REASON, &failure.reason));
+        let headers = self.add_failure_headers(headers, origin, &failure);
         self.produce(&self.dlq_topic, input, &input.value, headers)
             .await
     }
@@ -210,16 +216,48 @@ impl Output {
         }
     }
 
+    /// Returns the headers of a dead letter: source, plugin, failure,
+    /// attempts and this host's instance id.
+    fn failure_headers(
+        &self,
+        origin: &Origin,
+        plugin: &PluginIdentity,
+        failure: &Failure,
+    ) -> OwnedHeaders {
+        self.add_failure_headers(source_headers(origin, plugin), origin, failure)
+    }
+
+    fn add_failure_headers(
+        &self,
+        headers: OwnedHeaders,
+        origin: &Origin,
+        failure: &Failure,
+    ) -> OwnedHeaders {
+        let mut headers = headers
+            .insert(header(headers::ERROR_KIND, failure.kind.as_str()))
+            .insert(header(headers::ERROR_REASON, &failure.reason))
+            .insert(header(
+                headers::ERROR_ATTEMPTS,
+                &origin.attempts.to_string(),
+            ))
+            .insert(header(headers::HOST_INSTANCE, &self.instance_id));
+        if let Some(timestamp) = origin.timestamp_ms {
+            headers = headers.insert(header(headers::SOURCE_TIMESTAMP, &timestamp.to_string()));
+        }
+        headers
+    }
+
     /// Turns `records` into a failure when one of them, with the input's
     /// key and the output headers, would exceed `message.max.bytes`: the
     /// producer would refuse it, and that error stops the host.
     fn check_sizes(
         &self,
         input: &InputRecord,
+        origin: &Origin,
         plugin: &PluginIdentity,
         records: Vec<String>,
     ) -> EnrichOutcome {
-        let headers = source_headers(input, plugin);
+        let headers = source_headers(origin, plugin);
         let header_bytes: usize = headers
             .iter()
             .map(|header| {
@@ -277,27 +315,17 @@ pub(super) fn error_label(error: &KafkaError) -> String {
     }
 }
 
-fn source_headers(input: &InputRecord, plugin: &PluginIdentity) -> OwnedHeaders {
+fn source_headers(origin: &Origin, plugin: &PluginIdentity) -> OwnedHeaders {
     OwnedHeaders::new_with_capacity(6)
         .insert(header(headers::PLUGIN_NAME, &plugin.name))
         .insert(header(headers::PLUGIN_VERSION, &plugin.version))
         .insert(header(headers::PLUGIN_DIGEST, &plugin.digest))
-        .insert(header(headers::SOURCE_TOPIC, &input.topic))
+        .insert(header(headers::SOURCE_TOPIC, &origin.topic))
         .insert(header(
             headers::SOURCE_PARTITION,
-            &input.partition.to_string(),
+            &origin.partition.to_string(),
         ))
-        .insert(header(headers::SOURCE_OFFSET, &input.offset.to_string()))
-}
-
-fn failure_headers(
-    input: &InputRecord,
-    plugin: &PluginIdentity,
-    failure: &Failure,
-) -> OwnedHeaders {
-    source_headers(input, plugin)
-        .insert(header(headers::ERROR_KIND, failure.kind.as_str()))
-        .insert(header(headers::ERROR_REASON, &failure.reason))
+        .insert(header(headers::SOURCE_OFFSET, &origin.offset.to_string()))
 }
 
 fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
