@@ -9,9 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::util::kafka::{bootstrap, host_run_command, unique_name, TestTopics};
+use crate::util::kafka::{bootstrap, host_run_command, produce, unique_name, TestTopics};
 use crate::util::{
-    binary, corpus, default_plugin, repo_root, run, split_lines, wait_until, ChildProcess,
+    binary, corpus, default_plugin, fixture_plugin, repo_root, run, split_lines, wait_until,
+    ChildProcess,
 };
 
 /// Lines of the corpus slice the pipeline test ships: the end of
@@ -271,6 +272,88 @@ fn readiness_follows_broker() {
 
     let (status, _) = host.terminate(Duration::from_secs(30));
     assert!(status.success(), "host exit {status}: {}", host.stderr());
+}
+
+/// A plugin file that is not a component counts as a refused swap, and a
+/// valid replacement as a done swap that moves `weblog_host_plugin_info`
+/// to the new plugin. Each change of the file is one swap attempt.
+#[test]
+fn swap_counters_follow_plugin_file() {
+    let topics = TestTopics::create("metrics-swap", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin_path = dir.path().join("plugin.wasm");
+    let first = std::fs::read(default_plugin()).expect("read default plugin");
+    install_plugin(dir.path(), &plugin_path, &first);
+
+    let mut command = host_run_command(&topics, &unique_name("metrics-swap"), &plugin_path);
+    command.arg("--no-component-cache").args(admin_flags());
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let addr = admin_addr(&mut host);
+    let started = wait_until(Duration::from_secs(60), || {
+        host.stderr().contains("consuming")
+    });
+    assert!(started, "host did not start: {}", host.stderr());
+    let before = Scrape::get(&addr);
+    assert_eq!(
+        before.sum("weblog_host_plugin_swap_attempts_total", &[]),
+        0.0
+    );
+    assert_eq!(
+        before.sum("weblog_host_plugin_info", &[("plugin", "access-log")]),
+        1.0
+    );
+
+    install_plugin(
+        dir.path(),
+        &plugin_path,
+        b"this file is not a WASM component",
+    );
+    let refused = wait_until(Duration::from_secs(60), || {
+        Scrape::get(&addr).sum("weblog_host_plugin_swaps_total", &[("result", "refused")]) == 1.0
+    });
+    assert!(refused, "no refused swap: {}", host.stderr());
+    let after_refusal = Scrape::get(&addr);
+    assert_eq!(
+        after_refusal.sum("weblog_host_plugin_swap_attempts_total", &[]),
+        1.0
+    );
+    assert_eq!(
+        after_refusal.sum("weblog_host_plugin_swaps_total", &[("result", "done")]),
+        0.0
+    );
+
+    // A swap lands before the next batch, so records must flow.
+    let hostile = std::fs::read(fixture_plugin("weblog_test_hostile")).expect("read test plugin");
+    install_plugin(dir.path(), &plugin_path, &hostile);
+    let done = wait_until(Duration::from_secs(120), || {
+        produce(&topics.raw, &[(None, b"GET / HTTP/1.1")]);
+        Scrape::get(&addr).sum("weblog_host_plugin_swaps_total", &[("result", "done")]) == 1.0
+    });
+    assert!(done, "no swap done: {}", host.stderr());
+    let after_swap = Scrape::get(&addr);
+    assert_eq!(
+        after_swap.sum("weblog_host_plugin_swap_attempts_total", &[]),
+        2.0
+    );
+    assert_eq!(
+        after_swap.sum("weblog_host_plugin_info", &[("plugin", "hostile")]),
+        1.0
+    );
+    assert_eq!(
+        after_swap.sum("weblog_host_plugin_info", &[("plugin", "access-log")]),
+        0.0
+    );
+
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+}
+
+/// Puts `bytes` in place at `path` with a rename, so that the host's file
+/// watch never reads a half-written plugin.
+fn install_plugin(dir: &Path, path: &Path, bytes: &[u8]) {
+    let temp = dir.join("plugin.wasm.new");
+    std::fs::write(&temp, bytes).expect("write plugin");
+    std::fs::rename(&temp, path).expect("rename plugin into place");
 }
 
 /// Flags that turn on the admin endpoint on a free port and refresh the
