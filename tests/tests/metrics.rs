@@ -348,6 +348,81 @@ fn swap_counters_follow_plugin_file() {
     assert!(status.success(), "host exit {status}: {}", host.stderr());
 }
 
+/// The sink counts a record that is not JSON as a dead letter, and
+/// measures log freshness only on records with a `timestamp_ms` field but
+/// Kafka freshness on every written record.
+#[test]
+fn sink_counts_dead_letters_and_freshness() {
+    let topics = TestTopics::create("metrics-sink", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut sink = ChildProcess::spawn(
+        "sink",
+        sink_command(
+            &topics,
+            &unique_name("metrics-sink"),
+            &dir.path().join("out.jsonl"),
+        ),
+        dir.path(),
+    );
+    let addr = admin_addr(&mut sink);
+    let hour_ago_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis()
+        - 3_600_000;
+    let old = format!(r#"{{"status":200,"timestamp_ms":{hour_ago_ms}}}"#);
+    produce(
+        &topics.enriched,
+        &[
+            (None, old.as_bytes()),
+            (None, br#"{"status":404}"#),
+            (None, b"not json"),
+        ],
+    );
+
+    let handled = wait_until(Duration::from_secs(60), || {
+        let metrics = Scrape::get(&addr);
+        metrics.sum("weblog_sink_records_written_total", &[])
+            + metrics.sum("weblog_sink_records_dead_lettered_total", &[])
+            == 3.0
+    });
+    assert!(handled, "sink:\n{}", sink.stderr());
+    let metrics = Scrape::get(&addr);
+    assert_eq!(metrics.sum("weblog_sink_records_written_total", &[]), 2.0);
+    assert_eq!(
+        metrics.sum(
+            "weblog_sink_records_dead_lettered_total",
+            &[("kind", "invalid-output")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        metrics.sum(
+            "weblog_sink_records_consumed_total",
+            &[("topic", &topics.enriched)]
+        ),
+        3.0
+    );
+    assert_eq!(
+        metrics.sum("weblog_sink_kafka_freshness_seconds_count", &[]),
+        2.0
+    );
+    assert_eq!(
+        metrics.sum("weblog_sink_log_freshness_seconds_count", &[]),
+        1.0
+    );
+    let age = metrics.sum("weblog_sink_log_freshness_seconds_sum", &[]);
+    assert!((3600.0..3900.0).contains(&age), "log freshness {age} s");
+    // The hour-old record lies above the 1024 s bound and below the 4096 s one.
+    let bucket =
+        |bound: &str| metrics.sum("weblog_sink_log_freshness_seconds_bucket", &[("le", bound)]);
+    assert_eq!(bucket("1048.576"), 0.0, "{}", metrics.text);
+    assert_eq!(bucket("4194.304"), 1.0, "{}", metrics.text);
+
+    let (status, _) = sink.terminate(Duration::from_secs(30));
+    assert!(status.success(), "sink exit {status}: {}", sink.stderr());
+}
+
 /// Puts `bytes` in place at `path` with a rename, so that the host's file
 /// watch never reads a half-written plugin.
 fn install_plugin(dir: &Path, path: &Path, bytes: &[u8]) {
