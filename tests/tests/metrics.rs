@@ -423,6 +423,68 @@ fn sink_counts_dead_letters_and_freshness() {
     assert!(status.success(), "sink exit {status}: {}", sink.stderr());
 }
 
+/// Records a plugin traps on count once each as plugin failures and dead
+/// letters of kind `trap`, however often the host calls the plugin again
+/// on parts of their batch, and the other records count as produced.
+#[test]
+fn plugin_traps_count_per_record() {
+    let topics = TestTopics::create("metrics-trap", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = fixture_plugin("weblog_test_hostile");
+    let mut command = host_run_command(&topics, &unique_name("metrics-trap"), &plugin);
+    command
+        .args([
+            "--plugin-config",
+            "mode=trap",
+            "--plugin-config",
+            "trigger=poison",
+        ])
+        .args(admin_flags());
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let addr = admin_addr(&mut host);
+    let values: [&[u8]; 5] = [b"one", b"poison two", b"three", b"poison four", b"five"];
+    let records: Vec<(Option<&[u8]>, &[u8])> = values.iter().map(|value| (None, *value)).collect();
+    produce(&topics.raw, &records);
+
+    let handled = wait_until(Duration::from_secs(60), || {
+        let metrics = Scrape::get(&addr);
+        metrics.sum("weblog_host_records_produced_total", &[])
+            + metrics.sum("weblog_host_records_dead_lettered_total", &[])
+            == 5.0
+    });
+    assert!(handled, "host:\n{}", host.stderr());
+    let metrics = Scrape::get(&addr);
+    let trap = [("plugin", "hostile"), ("kind", "trap")];
+    assert_eq!(metrics.sum("weblog_host_plugin_failures_total", &trap), 2.0);
+    assert_eq!(metrics.sum("weblog_host_plugin_failures_total", &[]), 2.0);
+    assert_eq!(
+        metrics.sum(
+            "weblog_host_records_dead_lettered_total",
+            &[("topic", &topics.dlq), ("kind", "trap")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        metrics.sum(
+            "weblog_host_records_produced_total",
+            &[("topic", &topics.enriched)]
+        ),
+        3.0
+    );
+    // A batch with a trapping record is called again in parts, so there
+    // is at least one call per batch.
+    let calls = metrics.sum(
+        "weblog_host_plugin_call_duration_seconds_count",
+        &[("plugin", "hostile")],
+    );
+    let batches = metrics.sum("weblog_host_batch_records_count", &[]);
+    assert!(batches >= 1.0, "no batch recorded");
+    assert!(calls >= batches, "{calls} calls for {batches} batches");
+
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+}
+
 /// Puts `bytes` in place at `path` with a rename, so that the host's file
 /// watch never reads a half-written plugin.
 fn install_plugin(dir: &Path, path: &Path, bytes: &[u8]) {
