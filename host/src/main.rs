@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use weblog_common::{KafkaArgs, LogArgs};
 use weblog_host::cache::ComponentCache;
 use weblog_host::enrich_file::{self, DEFAULT_BATCH_SIZE};
-use weblog_host::pipeline::{self, PipelineConfig, RetrySettings};
+use weblog_host::pipeline::{self, PipelineConfig, RetrySettings, RunTotals};
 use weblog_host::plugin::Plugin;
 use weblog_host::retry::{Backoff, DEFAULT_MAX_RETRIES};
 use weblog_host::sandbox::{self, SandboxLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT};
@@ -40,6 +40,12 @@ enum Command {
     Run(RunArgs),
     /// Run a plugin over a file without Kafka and print one JSON object per line.
     EnrichFile(EnrichFileArgs),
+    /// Send the dead letters in --dlq-topic through the plugin again, with
+    /// the flags of `run`: successes go to --output-topic, new failures
+    /// back to --dlq-topic with one attempt more. Consumes in the group
+    /// <--group-id>-replay (--input-topic is not used), stops at the end
+    /// offsets found at start and prints the counts.
+    ReplayDlq(RunArgs),
     /// Print a consumer group's lag per partition: committed offset, end
     /// offset and the records between them.
     Lag(weblog_common::lag::LagArgs),
@@ -291,13 +297,31 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run(args) => run_pipeline(args),
+        Command::Run(args) => run_pipeline(args, false).map(|_| ()),
+        Command::ReplayDlq(mut args) => {
+            args.group_id = format!("{}-replay", args.group_id);
+            args.input_topic = args.dlq_topic.clone();
+            let totals = run_pipeline(args, true)?;
+            let mut summary = format!(
+                "replayed {}: enriched {}, dead-lettered again {}",
+                totals.consumed, totals.enriched, totals.dead_lettered
+            );
+            if totals.skipped > 0 {
+                summary.push_str(&format!(
+                    "; skipped {} dead letters the host did not write",
+                    totals.skipped
+                ));
+            }
+            println!("{summary}");
+            Ok(())
+        }
         Command::EnrichFile(args) => run_enrich_file(args),
         Command::Lag(args) => weblog_common::lag::run_lag_command(&args),
     }
 }
 
-fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
+/// Runs the pipeline, over the dead-letter topic with `replay`.
+fn run_pipeline(args: RunArgs, replay: bool) -> anyhow::Result<RunTotals> {
     #[cfg(feature = "native-plugin")]
     if args.native_plugin {
         weblog_host::native::enable(&args.plugin.plugin_config)?;
@@ -330,6 +354,7 @@ fn run_pipeline(args: RunArgs) -> anyhow::Result<()> {
             max_retries: args.max_retries,
             backoff: Backoff::default(),
         },
+        replay,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -5,10 +5,16 @@
 use std::process::Command;
 use std::time::Duration;
 
+use std::collections::BTreeSet;
+
 use crate::util::kafka::{
-    create_topics_with_config, host_run_command, produce, read_to_end, unique_name, TestTopics,
+    bootstrap, committed_and_end, create_topics_with_config, host_run_command, produce,
+    read_to_end, unique_name, Received, TestTopics,
 };
-use crate::util::{corpus, default_plugin, split_lines, wait_until, ChildProcess};
+use crate::util::{
+    binary, corpus, default_plugin, fixture_plugin, run_bounded, split_lines, wait_until,
+    ChildProcess,
+};
 
 /// Bytes the enriched topic accepts per record batch in the rejection
 /// tests: less than any enriched record of the NASA corpus with its
@@ -105,4 +111,151 @@ fn broker_rejection_dead_letters_input_exactly_once() {
     let lines = short_lines(20);
     let letters = run_against_small_topic("reject-eos", &lines, &["--exactly-once"]);
     assert_rejected_by_broker(&lines, &letters);
+}
+
+/// Settings that make the test plugin reject every record with a short
+/// reason.
+const REJECT_ALL: &str = "mode=huge-reject,size-bytes=32";
+
+/// Runs the host with the rejecting test plugin until it committed
+/// everything, so that every line ends up as a dead letter.
+fn dead_letter_all(topics: &TestTopics, dir: &std::path::Path) {
+    let group = unique_name("replay-host");
+    let mut command = host_run_command(topics, &group, &fixture_plugin("weblog_test_hostile"));
+    command
+        .args(["--plugin-config", REJECT_ALL])
+        .arg("--component-cache")
+        .arg(dir.join("components"));
+    let mut host = ChildProcess::spawn("host", command, dir);
+    let committed = wait_until(Duration::from_secs(90), || {
+        host.assert_running();
+        committed_and_end(&group, &topics.raw)
+            .iter()
+            .all(|(_, committed, end)| *committed == Some(*end))
+    });
+    assert!(committed, "host did not commit: {}", host.stderr());
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+}
+
+/// Runs `weblog-host replay-dlq` to its end and returns its stdout.
+fn replay(topics: &TestTopics, group: &str, plugin: &std::path::Path, extra: &[&str]) -> String {
+    let output = run_bounded(
+        Command::new(binary("weblog-host"))
+            .arg("replay-dlq")
+            .args(["--bootstrap-servers", &bootstrap()])
+            .args(["--output-topic", &topics.enriched])
+            .args(["--dlq-topic", &topics.dlq])
+            .args(["--group-id", group])
+            .arg("--plugin")
+            .arg(plugin)
+            .arg("--no-component-cache")
+            .args(extra),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "replay-dlq failed: {stderr}");
+    String::from_utf8(output.stdout).expect("UTF-8 stdout")
+}
+
+/// Returns the (topic, partition, offset) that a record's source headers
+/// name.
+fn origin(record: &Received) -> (String, i32, i64) {
+    let (partition, offset) = record.source();
+    (
+        record.header("weblog.source.topic").to_string(),
+        partition,
+        offset,
+    )
+}
+
+/// Dead letters of a rejecting plugin, replayed with the default plugin,
+/// arrive enriched with the source headers of their raw records. Replayed
+/// again with the rejecting plugin in another group and with
+/// `--exactly-once`, they come back to the dead-letter topic with attempts
+/// 2, and the replay stops instead of consuming its own dead letters.
+#[test]
+fn replay_enriches_or_dead_letters_again() {
+    let topics = TestTopics::create("replay", 2);
+    let lines = short_lines(30);
+    let records: Vec<(Option<&[u8]>, &[u8])> =
+        lines.iter().map(|line| (None, line.as_slice())).collect();
+    produce(&topics.raw, &records);
+    let dir = tempfile::tempdir().expect("temp dir");
+    dead_letter_all(&topics, dir.path());
+    let first_letters = read_to_end(&topics.dlq, Duration::from_secs(30));
+    assert_eq!(
+        first_letters.len(),
+        lines.len(),
+        "dead letters of the first run"
+    );
+    let raw_sources: BTreeSet<(String, i32, i64)> = first_letters.iter().map(origin).collect();
+    assert_eq!(raw_sources.len(), lines.len());
+    for letter in &first_letters {
+        assert_eq!(letter.header("weblog.error.kind"), "rejected");
+        assert_eq!(letter.header("weblog.error.attempts"), "1");
+        assert_eq!(letter.header("weblog.source.topic"), topics.raw);
+    }
+
+    let group = unique_name("replay");
+    let stdout = replay(&topics, &group, &default_plugin(), &[]);
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "replayed {0}: enriched {0}, dead-lettered again 0",
+            lines.len()
+        )
+    );
+    let enriched = read_to_end(&topics.enriched, Duration::from_secs(30));
+    assert_eq!(enriched.len(), lines.len(), "enriched records");
+    let enriched_sources: BTreeSet<(String, i32, i64)> = enriched.iter().map(origin).collect();
+    assert_eq!(enriched_sources, raw_sources);
+    for record in &enriched {
+        assert_eq!(record.header("weblog.plugin.name"), "access-log");
+        let json: serde_json::Value = serde_json::from_slice(&record.value).expect("JSON");
+        assert!(json.is_object(), "{json}");
+    }
+    let again = replay(&topics, &group, &default_plugin(), &[]);
+    assert_eq!(
+        again.trim(),
+        "replayed 0: enriched 0, dead-lettered again 0"
+    );
+
+    let other_group = unique_name("replay-reject");
+    let stdout = replay(
+        &topics,
+        &other_group,
+        &fixture_plugin("weblog_test_hostile"),
+        &["--plugin-config", REJECT_ALL, "--exactly-once"],
+    );
+    assert_eq!(
+        stdout.trim(),
+        format!(
+            "replayed {0}: enriched 0, dead-lettered again {0}",
+            lines.len()
+        )
+    );
+    let letters = read_to_end(&topics.dlq, Duration::from_secs(30));
+    assert_eq!(
+        letters.len(),
+        2 * lines.len(),
+        "dead letters after the replays"
+    );
+    let second: Vec<&Received> = letters
+        .iter()
+        .filter(|letter| letter.header("weblog.error.attempts") == "2")
+        .collect();
+    assert_eq!(second.len(), lines.len(), "dead letters with attempts 2");
+    let second_sources: BTreeSet<(String, i32, i64)> =
+        second.iter().map(|letter| origin(letter)).collect();
+    assert_eq!(second_sources, raw_sources);
+    let first_values: BTreeSet<&[u8]> = first_letters.iter().map(|l| l.value.as_slice()).collect();
+    for letter in &second {
+        assert!(
+            first_values.contains(letter.value.as_slice()),
+            "value changed"
+        );
+        assert_eq!(letter.header("weblog.error.kind"), "rejected");
+        assert_eq!(letter.header("weblog.plugin.name"), "hostile");
+    }
 }

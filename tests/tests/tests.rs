@@ -47,20 +47,19 @@ mod broker_crash;
 #[cfg(feature = "kafka-tests")]
 mod crash;
 #[cfg(feature = "kafka-tests")]
-#[cfg(feature = "kafka-tests")]
 mod end_to_end;
 #[cfg(feature = "kafka-tests")]
 mod exactly_once;
 #[cfg(feature = "kafka-tests")]
 mod host;
 #[cfg(feature = "kafka-tests")]
-mod replay;
-#[cfg(feature = "kafka-tests")]
 mod lag;
 #[cfg(feature = "kafka-tests")]
 mod metrics;
 #[cfg(feature = "kafka-tests")]
 mod progress;
+#[cfg(feature = "kafka-tests")]
+mod replay;
 #[cfg(feature = "kafka-tests")]
 mod shipper;
 #[cfg(feature = "kafka-tests")]

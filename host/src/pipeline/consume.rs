@@ -36,6 +36,12 @@ pub(super) struct ConsumedBatch {
     pub(super) next_offsets: BTreeMap<(String, i32), i64>,
     /// Origin of each record, by index.
     pub(super) origins: Vec<Origin>,
+    /// Partitions whose end the consumer reached while the batch filled,
+    /// reported only with `enable.partition.eof`, which `replay-dlq` sets.
+    pub(super) end_of_partition: Vec<i32>,
+    /// Consumed records left out of `records`: dead letters that the host
+    /// did not write, when replaying.
+    pub(super) skipped: usize,
 }
 
 /// Where a record started and how often it went through a plugin, for the
@@ -157,9 +163,11 @@ impl ConsumerContext for HostContext {
 impl HostContext {
     /// Creates the consumer for the pipeline's group.
     pub(super) fn create_consumer(config: &PipelineConfig) -> anyhow::Result<HostConsumer> {
-        config
-            .kafka
-            .consumer_config(&config.group_id)?
+        let mut consumer_config = config.kafka.consumer_config(&config.group_id)?;
+        if config.replay {
+            consumer_config.set("enable.partition.eof", "true");
+        }
+        consumer_config
             .create_with_context(HostContext::new())
             .with_context(|| {
                 format!(
@@ -182,6 +190,8 @@ pub(super) async fn next_batch(
         records: Vec::with_capacity(config.batch_size),
         next_offsets: BTreeMap::new(),
         origins: Vec::with_capacity(config.batch_size),
+        end_of_partition: Vec::new(),
+        skipped: 0,
     };
 
     // The first record: wait as long as it takes, unless shutting down.
@@ -192,8 +202,13 @@ pub(super) async fn next_batch(
         };
         match received {
             Ok(message) => {
-                batch.push(&message);
+                batch.push(&message, config.replay);
                 break;
+            }
+            // Returned at once, so that a replay can stop at the end.
+            Err(KafkaError::PartitionEOF(partition)) => {
+                batch.end_of_partition.push(partition);
+                return Ok(Some(batch));
             }
             Err(error) => {
                 tracing::warn!(error = %error, "failed to consume, retrying");
@@ -206,7 +221,10 @@ pub(super) async fn next_batch(
     while batch.records.len() < config.batch_size {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Err(_elapsed) => break,
-            Ok(Ok(message)) => batch.push(&message),
+            Ok(Ok(message)) => batch.push(&message, config.replay),
+            Ok(Err(KafkaError::PartitionEOF(partition))) => {
+                batch.end_of_partition.push(partition);
+            }
             Ok(Err(error)) => {
                 tracing::warn!(error = %error, "failed to consume, retrying");
                 break;
@@ -259,7 +277,10 @@ impl ConsumedBatch {
         histogram!(crate::metrics::BATCH_RECORDS).record(self.records.len() as f64);
     }
 
-    fn push(&mut self, message: &BorrowedMessage<'_>) {
+    /// Adds a consumed record. With `replay` the record is a dead letter:
+    /// its origin comes from its headers, and one the host did not write
+    /// is skipped.
+    fn push(&mut self, message: &BorrowedMessage<'_>, replay: bool) {
         let topic = message.topic();
         self.next_offsets.insert(
             (topic.to_string(), message.partition()),
@@ -273,7 +294,16 @@ impl ConsumedBatch {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         };
-        self.origins.push(Origin::of(&record));
+        let origin = if replay {
+            let Some(origin) = super::replay::dead_letter_origin(message, &record) else {
+                self.skipped += 1;
+                return;
+            };
+            origin
+        } else {
+            Origin::of(&record)
+        };
+        self.origins.push(origin);
         self.records.push(record);
     }
 }

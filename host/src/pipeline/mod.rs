@@ -20,6 +20,7 @@ mod commit;
 mod consume;
 mod deliver;
 mod produce;
+mod replay;
 mod transaction;
 
 pub use deliver::RetrySettings;
@@ -86,11 +87,30 @@ pub struct PipelineConfig {
     pub retry: RetrySettings,
     /// Name of this instance, written to dead letters.
     pub instance_id: String,
+    /// Whether `input_topic` is a dead-letter topic to replay: origins come
+    /// from the dead letters' headers, those the host did not write are
+    /// skipped, and the run stops at the end offsets found at start.
+    pub replay: bool,
 }
 
-/// Runs the pipeline until `shutdown` is cancelled, then finishes in-flight
-/// batches, commits and returns.
-pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Totals of a run, logged when it stops.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunTotals {
+    /// Records that went through the plugin.
+    pub consumed: u64,
+    /// Records produced to the enriched topic.
+    pub enriched: u64,
+    /// Records produced to the dead-letter topic.
+    pub dead_lettered: u64,
+    /// Consumed dead letters that the host did not write, left alone by a
+    /// replay.
+    pub skipped: u64,
+}
+
+/// Runs the pipeline until `shutdown` is cancelled, or with `replay` until
+/// the end offsets found at start, then finishes in-flight batches,
+/// commits and returns the totals.
+pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow::Result<RunTotals> {
     crate::metrics::install()?;
     let plugin_check = health().register("plugin", "plugin not loaded yet");
     let engine = sandbox::create_engine_compiling_on_one_thread()?;
@@ -136,6 +156,15 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         )?),
         None => None,
     };
+    let mut replay_end = match config.replay {
+        true => Some(replay::ReplayEnd::capture(&consumer, &config.input_topic)?),
+        false => None,
+    };
+    // Cancelled at shutdown, or once a replay reached its end.
+    let stop = shutdown.child_token();
+    if replay_end.as_ref().is_some_and(replay::ReplayEnd::is_done) {
+        stop.cancel();
+    }
     consumer
         .subscribe(&[&config.input_topic])
         .with_context(|| format!("failed to subscribe to topic {:?}", config.input_topic))?;
@@ -186,11 +215,22 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     let started = Instant::now();
     health().set_running(true);
 
+    let mut skipped = 0;
     let loop_result = async {
         loop {
-            let Some(mut batch) = consume::next_batch(&consumer, &config, &shutdown).await? else {
+            let Some(mut batch) = consume::next_batch(&consumer, &config, &stop).await? else {
                 break;
             };
+            skipped += batch.skipped as u64;
+            if let Some(end) = &mut replay_end {
+                end.trim(&mut batch);
+                if end.is_done() {
+                    stop.cancel();
+                }
+                if batch.records.is_empty() && batch.next_offsets.is_empty() {
+                    continue;
+                }
+            }
             while let Ok(replacement) = replacements.try_recv() {
                 plugin = swap_in(plugin, replacement, &swap_counts);
             }
@@ -198,7 +238,10 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
                 continue;
             }
             recent.push_batch(&batch.records);
-            let outcomes = tokio::task::block_in_place(|| plugin.enrich(&batch.records));
+            let outcomes = match batch.records.is_empty() {
+                true => Vec::new(),
+                false => tokio::task::block_in_place(|| plugin.enrich(&batch.records)),
+            };
             if let Some(transactions) = &mut transactions {
                 transactions
                     .commit_batch(&output, batch, outcomes, plugin.identity(), &counts)
@@ -234,7 +277,12 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         seconds = started.elapsed().as_secs_f64(),
         "stopped"
     );
-    Ok(())
+    Ok(RunTotals {
+        consumed: counts.consumed(),
+        enriched: counts.enriched(),
+        dead_lettered: counts.dead_lettered(),
+        skipped,
+    })
 }
 
 /// Drops the records of partitions revoked while the batch filled, so that
