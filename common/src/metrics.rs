@@ -15,8 +15,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 // The binaries record through these re-exports, so that all of them use
 // the one `metrics` version that the recorder is built for.
 pub use metrics::{
-    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Gauge,
-    Histogram, Unit,
+    counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Counter,
+    Gauge, Histogram, Unit,
 };
 pub use metrics_exporter_prometheus::PrometheusHandle;
 

@@ -2,11 +2,11 @@
 //! per-file position gauges.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use weblog_common::metrics::{
-    counter, describe_counter, describe_gauge, gauge, Gauge, PrometheusHandle, Unit,
+    counter, describe_counter, describe_gauge, gauge, Counter, Gauge, PrometheusHandle, Unit,
 };
 
 /// Lines read from the log files.
@@ -39,12 +39,33 @@ pub(crate) fn install() -> anyhow::Result<PrometheusHandle> {
 
 /// Counts a line of `bytes` bytes read from `path`, which ends at `end`.
 pub(crate) fn record_line_read(path: &Arc<Path>, bytes: u64, end: u64) {
-    counter!(LINES_READ).increment(1);
-    counter!(READ_BYTES).increment(bytes);
+    cached(&LINES_READ_COUNTER, LINES_READ).increment(1);
+    cached(&READ_BYTES_COUNTER, READ_BYTES).increment(bytes);
     FILE_GAUGES
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .update(path, end);
+}
+
+/// Counts a line acknowledged in the topic.
+pub(crate) fn record_line_acked() {
+    cached(&LINES_ACKED_COUNTER, LINES_ACKED).increment(1);
+}
+
+/// Counts a line whose dead letter is acknowledged.
+pub(crate) fn record_line_dead_lettered() {
+    cached(&LINES_DEAD_LETTERED_COUNTER, LINES_DEAD_LETTERED).increment(1);
+}
+
+// Per-line counters, looked up once instead of once per line. The
+// recorder is installed before the first line is read.
+static LINES_READ_COUNTER: OnceLock<Counter> = OnceLock::new();
+static READ_BYTES_COUNTER: OnceLock<Counter> = OnceLock::new();
+static LINES_ACKED_COUNTER: OnceLock<Counter> = OnceLock::new();
+static LINES_DEAD_LETTERED_COUNTER: OnceLock<Counter> = OnceLock::new();
+
+fn cached(cell: &'static OnceLock<Counter>, name: &'static str) -> &'static Counter {
+    cell.get_or_init(|| counter!(name))
 }
 
 /// Gauges of the file being read, cached so that a line costs no label

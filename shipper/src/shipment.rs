@@ -21,13 +21,11 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use tokio::sync::mpsc;
 use tokio::time::{Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
-use weblog_common::metrics::counter;
 use weblog_common::LoggingContext;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::Config;
 use crate::follow::SourceEvent;
-use crate::metrics::{LINES_ACKED, LINES_DEAD_LETTERED};
 use crate::oversize::{is_too_large, Attempt, LineInfo, Outgoing};
 use crate::progress::Progress;
 use crate::progress_bar;
@@ -395,19 +393,19 @@ impl<'a> Shipment<'a> {
         let line = &sent.line;
         match sent.attempt {
             Attempt::Line | Attempt::LineAlone => {
-                counter!(LINES_ACKED).increment(1);
+                crate::metrics::record_line_acked();
                 self.counts.lines += 1;
                 self.counts.bytes += sent.size as u64;
             }
             Attempt::Truncated | Attempt::MarkerOnly => {
-                counter!(LINES_ACKED).increment(1);
+                crate::metrics::record_line_acked();
                 self.counts.lines += 1;
                 self.counts.bytes += sent.size as u64;
                 self.counts.truncated += 1;
                 log_replaced(sent, &self.config.topic, "sent truncated");
             }
             Attempt::DeadLetter | Attempt::EmptyDeadLetter => {
-                counter!(LINES_DEAD_LETTERED).increment(1);
+                crate::metrics::record_line_dead_lettered();
                 self.counts.dead_lettered += 1;
                 log_replaced(sent, &self.config.dlq_topic, "dead-lettered");
             }
