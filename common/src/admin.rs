@@ -9,8 +9,11 @@
 //!   passes, else 503 with one line per failing check.
 //!
 //! A binary adds routes of its own with [`AdminServer::route`], such as the
-//! host's `POST /reload`. The endpoint has no authentication, so it binds
-//! only to loopback addresses.
+//! host's `POST /reload`. The endpoint has no authentication, so
+//! [`AdminArgs`] accepts only loopback addresses unless
+//! `--admin-allow-remote` is given, for a pod whose probes and Prometheus
+//! connect to its IP. Even then the added routes, which act rather than
+//! read, answer only clients on loopback addresses.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,34 +34,49 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Admin flag shared by the binaries.
+/// Admin flags shared by the binaries.
 #[derive(Args, Clone, Debug, Default)]
 pub struct AdminArgs {
     /// Loopback address of the admin HTTP endpoint, such as
-    /// 127.0.0.1:9464, serving GET /metrics, /healthz and /readyz. Port 0
-    /// picks a free port, logged at start. Off by default, so that several
-    /// instances on one machine do not compete for a port.
-    #[arg(long, env = "WEBLOG_ADMIN_ADDR", value_name = "ADDR", value_parser = parse_admin_addr)]
+    /// 127.0.0.1:9464, serving GET /metrics, /healthz and /readyz (and
+    /// POST /reload on the host). Port 0 picks a free port, logged at
+    /// start. Off by default, so that several instances on one machine do
+    /// not compete for a port.
+    #[arg(long, env = "WEBLOG_ADMIN_ADDR", value_name = "ADDR")]
     pub admin_addr: Option<SocketAddr>,
+
+    /// Accept a non-loopback --admin-addr such as 0.0.0.0:9464. The
+    /// endpoint has no authentication: use it only where the network is
+    /// restricted, for example a pod behind a NetworkPolicy. POST /reload
+    /// still answers only loopback clients.
+    #[arg(long, env = "WEBLOG_ADMIN_ALLOW_REMOTE")]
+    pub admin_allow_remote: bool,
 }
 
-/// Parses `--admin-addr`, rejecting addresses that are not loopback.
-pub fn parse_admin_addr(text: &str) -> anyhow::Result<SocketAddr> {
-    let addr: SocketAddr = text
-        .parse()
-        .with_context(|| format!("invalid --admin-addr {text:?}: expected IP:PORT"))?;
-    check_loopback(addr)?;
-    Ok(addr)
-}
-
-fn check_loopback(addr: SocketAddr) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        addr.ip().is_loopback(),
-        "invalid --admin-addr {addr}: the admin endpoint has no authentication, \
-         so use a loopback address such as 127.0.0.1:{}",
-        addr.port()
-    );
-    Ok(())
+impl AdminArgs {
+    /// Returns `--admin-addr`, or `None` when it is not given. Fails on a
+    /// non-loopback address without `--admin-allow-remote`, and logs a
+    /// warning for one with it.
+    pub fn validated_addr(&self) -> anyhow::Result<Option<SocketAddr>> {
+        let Some(addr) = self.admin_addr else {
+            return Ok(None);
+        };
+        if addr.ip().is_loopback() {
+            return Ok(Some(addr));
+        }
+        anyhow::ensure!(
+            self.admin_allow_remote,
+            "invalid --admin-addr {addr}: the admin endpoint has no authentication, \
+             so use a loopback address such as 127.0.0.1:{}, or add \
+             --admin-allow-remote where the network is restricted",
+            addr.port()
+        );
+        tracing::warn!(
+            addr = %addr,
+            "admin endpoint accepts remote clients; it has no authentication"
+        );
+        Ok(Some(addr))
+    }
 }
 
 /// Returns the health state of this process, shared by every component
@@ -194,16 +212,15 @@ impl AdminServer {
         self
     }
 
-    /// Binds `addr` and serves requests until `shutdown` is cancelled.
-    /// Returns the bound address, which differs from `addr` for port 0.
-    /// Fails at once when `addr` is not a loopback address or cannot be
-    /// bound.
+    /// Binds `addr`, checked with [`AdminArgs::validated_addr`], and serves
+    /// requests until `shutdown` is cancelled. Returns the bound address,
+    /// which differs from `addr` for port 0. Fails at once when `addr`
+    /// cannot be bound.
     pub async fn serve(
         self,
         addr: SocketAddr,
         shutdown: CancellationToken,
     ) -> anyhow::Result<SocketAddr> {
-        check_loopback(addr)?;
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("failed to bind admin address {addr}"))?;
@@ -215,10 +232,16 @@ impl AdminServer {
         Ok(bound)
     }
 
-    async fn handle(&self, request: Request<Incoming>) -> AdminResponse {
+    async fn handle(&self, request: Request<Incoming>, peer: SocketAddr) -> AdminResponse {
         let path = request.uri().path().to_string();
         if let Some((method, _, handler)) = self.routes.iter().find(|(_, route, _)| *route == path)
         {
+            if !peer.ip().is_loopback() {
+                return reply(
+                    StatusCode::FORBIDDEN,
+                    &format!("{method} {path} answers only loopback clients\n"),
+                );
+            }
             if request.method() != method {
                 return reply(
                     StatusCode::METHOD_NOT_ALLOWED,
@@ -299,7 +322,7 @@ async fn accept(listener: TcpListener, server: Arc<AdminServer>, shutdown: Cance
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let server = server.clone();
-                async move { Ok::<_, Infallible>(server.handle(request).await) }
+                async move { Ok::<_, Infallible>(server.handle(request, peer).await) }
             });
             let served = http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
@@ -322,18 +345,37 @@ pub fn reply(status: StatusCode, text: &str) -> AdminResponse {
 mod tests {
     use super::*;
 
+    fn admin_args(addr: &str, allow_remote: bool) -> AdminArgs {
+        AdminArgs {
+            admin_addr: Some(addr.parse().expect("valid address")),
+            admin_allow_remote: allow_remote,
+        }
+    }
+
     #[test]
     fn non_loopback_address_is_rejected() {
-        let error = parse_admin_addr("0.0.0.0:9464").expect_err("not loopback");
+        let error = admin_args("0.0.0.0:9464", false)
+            .validated_addr()
+            .expect_err("not loopback");
         let message = error.to_string();
         assert!(message.contains("0.0.0.0:9464"), "{message}");
         assert!(message.contains("127.0.0.1:9464"), "{message}");
+        assert!(message.contains("--admin-allow-remote"), "{message}");
+    }
+
+    #[test]
+    fn remote_address_needs_opt_in() {
+        let addr = admin_args("0.0.0.0:9464", true)
+            .validated_addr()
+            .expect("allowed");
+        assert_eq!(addr, Some("0.0.0.0:9464".parse().expect("valid address")));
     }
 
     #[test]
     fn loopback_addresses_are_accepted() {
-        assert!(parse_admin_addr("127.0.0.1:0").is_ok());
-        assert!(parse_admin_addr("[::1]:9464").is_ok());
+        assert!(admin_args("127.0.0.1:0", false).validated_addr().is_ok());
+        assert!(admin_args("[::1]:9464", false).validated_addr().is_ok());
+        assert_eq!(AdminArgs::default().validated_addr().expect("off"), None);
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //! candidate is checked: 200 when it is swapped in before the next batch
 //! or when the file contains the running plugin, 422 with the reason when
 //! it is rejected. The endpoint has no authentication, so it binds only to
-//! loopback addresses.
+//! loopback addresses unless `--admin-allow-remote` is given, and even then
+//! `POST /reload` answers only loopback clients.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,8 +21,8 @@ use weblog_common::admin::{reply, AdminResponse, AdminServer};
 use crate::swap::{ReloadReply, ReloadRequest};
 
 /// Binds `addr` and serves the admin routes and reload requests on it
-/// until `shutdown` is cancelled. Fails at once when `addr` is not a
-/// loopback address or cannot be bound.
+/// until `shutdown` is cancelled. Reload requests answer only loopback
+/// clients. Fails at once when `addr` cannot be bound.
 pub async fn serve(
     addr: SocketAddr,
     requests: mpsc::Sender<ReloadRequest>,

@@ -3,14 +3,13 @@
 //! clean shutdown, 1 on an error, 2 on invalid arguments.
 
 use std::io::Write;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use weblog_common::{KafkaArgs, LogArgs};
+use weblog_common::{AdminArgs, KafkaArgs, LogArgs};
 use weblog_host::cache::ComponentCache;
 use weblog_host::enrich_file::{self, DEFAULT_BATCH_SIZE};
 use weblog_host::pipeline::{self, PipelineConfig, RetrySettings, RunTotals};
@@ -162,18 +161,9 @@ struct RunArgs {
     #[arg(long, conflicts_with = "component_cache")]
     no_component_cache: bool,
 
-    /// Loopback address for the admin HTTP endpoint, such as
-    /// 127.0.0.1:9464; `POST /reload` swaps the plugin like SIGHUP. Off by
-    /// default, so that several hosts on one machine do not compete for a
-    /// port. It also serves GET /metrics, /healthz and /readyz; port 0
-    /// picks a free port, logged at start.
-    #[arg(
-        long,
-        env = "WEBLOG_ADMIN_ADDR",
-        value_name = "ADDR",
-        value_parser = weblog_common::admin::parse_admin_addr
-    )]
-    admin_addr: Option<SocketAddr>,
+    /// The admin endpoint; its `POST /reload` swaps the plugin like SIGHUP.
+    #[command(flatten)]
+    admin: AdminArgs,
 
     /// Put each batch's outputs and offsets in one Kafka transaction, so
     /// that read_committed consumers see every input's outputs exactly
@@ -338,7 +328,7 @@ fn run_pipeline(args: RunArgs, replay: bool) -> anyhow::Result<RunTotals> {
         transactional_id: args.transactional_id()?,
         instance_id: args.instance_id()?,
         component_cache: args.component_cache(),
-        admin_addr: args.admin_addr,
+        admin_addr: args.admin.validated_addr()?,
         limits: args.plugin.limits()?,
         kafka: args.kafka,
         input_topic: args.input_topic,

@@ -220,7 +220,7 @@ impl TryFrom<Cli> for Config {
             producer,
             metadata_timeout: DEFAULT_METADATA_TIMEOUT,
             progress: cli.progress,
-            admin_addr: cli.admin.admin_addr,
+            admin_addr: cli.admin.validated_addr()?,
         })
     }
 }

@@ -141,7 +141,7 @@ impl TryFrom<Cli> for Config {
             consumer: cli.kafka.consumer_config(&cli.group_id)?,
             producer: cli.kafka.producer_config()?,
             stats_interval: cli.kafka.stats_interval(),
-            admin_addr: cli.admin.admin_addr,
+            admin_addr: cli.admin.validated_addr()?,
             output: cli.output,
             rotation: Rotation {
                 max_bytes: cli.rotate_bytes,

@@ -53,11 +53,11 @@ fn pipeline_metrics_agree() {
     let mut host = ChildProcess::spawn("host", host_command, dir.path());
     let mut sink = ChildProcess::spawn(
         "sink",
-        sink_command(
+        with_admin(sink_command(
             &topics,
             &unique_name("metrics-sink"),
             &dir.path().join("out.jsonl"),
-        ),
+        )),
         dir.path(),
     );
     let mut shipper = ChildProcess::spawn(
@@ -357,11 +357,11 @@ fn sink_counts_dead_letters_and_freshness() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut sink = ChildProcess::spawn(
         "sink",
-        sink_command(
+        with_admin(sink_command(
             &topics,
             &unique_name("metrics-sink"),
             &dir.path().join("out.jsonl"),
-        ),
+        )),
         dir.path(),
     );
     let addr = admin_addr(&mut sink);
@@ -485,12 +485,57 @@ fn plugin_traps_count_per_record() {
     assert!(status.success(), "host exit {status}: {}", host.stderr());
 }
 
+/// A non-loopback `--admin-addr` stops the sink at start unless
+/// `--admin-allow-remote` is given; with it the endpoint serves its
+/// metrics on every address.
+#[test]
+fn remote_admin_needs_opt_in() {
+    let topics = TestTopics::create("metrics-remote", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("out.jsonl");
+    let group = unique_name("metrics-remote");
+
+    let mut rejected = sink_command(&topics, &group, &output);
+    rejected.args(["--admin-addr", "0.0.0.0:0"]);
+    let result = run(&mut rejected);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("invalid --admin-addr 0.0.0.0:0"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--admin-allow-remote"), "{stderr}");
+
+    let mut allowed = sink_command(&topics, &group, &output);
+    allowed.args(["--admin-addr", "0.0.0.0:0", "--admin-allow-remote"]);
+    let mut sink = ChildProcess::spawn("sink", allowed, dir.path());
+    let bound = admin_addr(&mut sink);
+    let port = bound
+        .strip_prefix("0.0.0.0:")
+        .unwrap_or_else(|| panic!("bound to {bound}, not every address"));
+    assert!(strip_ansi(&sink.stderr()).contains("admin endpoint accepts remote clients"));
+    let metrics = Scrape::get(&format!("127.0.0.1:{port}"));
+    assert_eq!(
+        metrics.sum("weblog_build_info", &[("binary", "weblog-sink")]),
+        1.0
+    );
+
+    let (status, _) = sink.terminate(Duration::from_secs(30));
+    assert!(status.success(), "sink exit {status}: {}", sink.stderr());
+}
+
 /// Puts `bytes` in place at `path` with a rename, so that the host's file
 /// watch never reads a half-written plugin.
 fn install_plugin(dir: &Path, path: &Path, bytes: &[u8]) {
     let temp = dir.join("plugin.wasm.new");
     std::fs::write(&temp, bytes).expect("write plugin");
     std::fs::rename(&temp, path).expect("rename plugin into place");
+}
+
+/// Adds [`admin_flags`] to `command`.
+fn with_admin(mut command: Command) -> Command {
+    command.args(admin_flags());
+    command
 }
 
 /// Flags that turn on the admin endpoint on a free port and refresh the
@@ -504,6 +549,7 @@ fn admin_flags() -> [&'static str; 4] {
     ]
 }
 
+/// Returns the sink on `topics.enriched`, without an admin endpoint.
 fn sink_command(topics: &TestTopics, group: &str, output: &Path) -> Command {
     let mut command = Command::new(binary("weblog-sink"));
     command
@@ -512,8 +558,7 @@ fn sink_command(topics: &TestTopics, group: &str, output: &Path) -> Command {
         .args(["--dlq-topic", &topics.dlq])
         .args(["--group-id", group])
         .arg("--output")
-        .arg(output)
-        .args(admin_flags());
+        .arg(output);
     command
 }
 
