@@ -13,7 +13,7 @@
 //! [`AdminArgs`] accepts only loopback addresses unless
 //! `--admin-allow-remote` is given, for a pod whose probes and Prometheus
 //! connect to its IP. Even then the added routes, which act rather than
-//! read, answer only clients on loopback addresses.
+//! read, reject clients that are not on a loopback address (403).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -48,7 +48,7 @@ pub struct AdminArgs {
     /// Accept a non-loopback --admin-addr such as 0.0.0.0:9464. The
     /// endpoint has no authentication: use it only where the network is
     /// restricted, for example a pod behind a NetworkPolicy. POST /reload
-    /// still answers only loopback clients.
+    /// still rejects clients that are not on loopback.
     #[arg(long, env = "WEBLOG_ADMIN_ALLOW_REMOTE")]
     pub admin_allow_remote: bool,
 }
@@ -239,7 +239,7 @@ impl AdminServer {
             if !peer.ip().is_loopback() {
                 return reply(
                     StatusCode::FORBIDDEN,
-                    &format!("{method} {path} answers only loopback clients\n"),
+                    &format!("{method} {path} is served only to loopback clients\n"),
                 );
             }
             if request.method() != method {

@@ -7,7 +7,7 @@
 //! or when the file contains the running plugin, 422 with the reason when
 //! it is rejected. The endpoint has no authentication, so it binds only to
 //! loopback addresses unless `--admin-allow-remote` is given, and even then
-//! `POST /reload` answers only loopback clients.
+//! `POST /reload` rejects clients that are not on loopback.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,8 +21,8 @@ use weblog_common::admin::{reply, AdminResponse, AdminServer};
 use crate::swap::{ReloadReply, ReloadRequest};
 
 /// Binds `addr` and serves the admin routes and reload requests on it
-/// until `shutdown` is cancelled. Reload requests answer only loopback
-/// clients. Fails at once when `addr` cannot be bound.
+/// until `shutdown` is cancelled. Reload requests from clients that are not
+/// on loopback get 403. Fails at once when `addr` cannot be bound.
 pub async fn serve(
     addr: SocketAddr,
     requests: mpsc::Sender<ReloadRequest>,
