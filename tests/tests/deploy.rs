@@ -559,7 +559,6 @@ fn check_workload(
 /// labels, probes use container ports, every flag and variable is one the
 /// binary accepts, and the host runs one replica per raw partition.
 #[test]
-#[ignore = "the manifests set WEBLOG_ADMIN_ALLOW_REMOTE, which no binary reads yet"]
 fn kubernetes_manifests_are_wired() {
     let accepted = accepted_by_binaries();
     let (objects, generated) = kubernetes_objects();
