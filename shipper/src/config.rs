@@ -169,7 +169,7 @@ pub(crate) struct Config {
     pub(crate) producer: ClientConfig,
     /// Max time to wait for topic metadata at start.
     pub(crate) metadata_timeout: Duration,
-    /// How progress is shown.
+    /// Display of progress on stderr.
     pub(crate) progress: ProgressArgs,
     /// Loopback address of the admin endpoint, or `None` for none.
     pub(crate) admin_addr: Option<std::net::SocketAddr>,

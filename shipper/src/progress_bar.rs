@@ -3,7 +3,8 @@
 //!
 //! The send loop stores its counts in [`COUNTERS`] as lines are read and
 //! acknowledged. A task of its own reads them on a timer and draws the bar
-//! or logs the line, so the send loop never waits for the terminal. The
+//! or logs the line, so the send loop only stores numbers and never
+//! writes to the terminal. The
 //! counters are process-wide because one shipper process ships one file.
 //!
 //! NOTE: log events also go to stderr, so a warning printed while the bar
@@ -28,7 +29,7 @@ pub(crate) const DEFAULT_PROGRESS_INTERVAL_MS: u64 = 10_000;
 /// to 20 per second, so faster updates would be dropped.
 const BAR_REFRESH: Duration = Duration::from_millis(100);
 
-/// How progress is shown.
+/// Display of progress on stderr.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub(crate) enum ProgressMode {
     /// A bar when stderr is a terminal and the file is read once, else log

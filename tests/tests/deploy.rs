@@ -952,8 +952,7 @@ mod live {
     /// Shipper, host and sink run with their admin endpoints. A line too
     /// large for Kafka, a line that is not an access-log line and a record
     /// that is not JSON cause dead letters at the shipper, the host and the
-    /// sink, and a plugin file that is not a component causes a refused
-    /// swap. Then every metric the dashboard queries
+    /// sink. A plugin file that is not a component causes a refused swap. Then every metric the dashboard queries
     /// has a sample in some binary's /metrics, except those in
     /// [`EVENT_ONLY`].
     #[test]
