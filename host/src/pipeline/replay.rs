@@ -139,3 +139,71 @@ pub(super) fn dead_letter_origin(
         attempts: attempts.saturating_add(1),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(records: &[(i32, i64)]) -> ConsumedBatch {
+        let mut batch = ConsumedBatch {
+            records: Vec::new(),
+            next_offsets: BTreeMap::new(),
+            origins: Vec::new(),
+            end_of_partition: Vec::new(),
+            skipped: 0,
+        };
+        for (partition, offset) in records {
+            let record = InputRecord {
+                topic: "dlq".to_string(),
+                partition: *partition,
+                offset: *offset,
+                timestamp_ms: None,
+                key: None,
+                value: Vec::new(),
+            };
+            batch
+                .next_offsets
+                .insert(("dlq".to_string(), *partition), offset + 1);
+            batch.origins.push(Origin::of(&record));
+            batch.records.push(record);
+        }
+        batch
+    }
+
+    fn end(ends: &[(i32, i64)]) -> ReplayEnd {
+        ReplayEnd {
+            topic: "dlq".to_string(),
+            ends: ends.iter().copied().collect(),
+            open: ends.iter().map(|(partition, _)| *partition).collect(),
+        }
+    }
+
+    #[test]
+    fn trim_drops_records_past_end() {
+        let mut end = end(&[(0, 2), (1, 10)]);
+        let mut batch = batch(&[(0, 0), (0, 1), (0, 2), (0, 3), (1, 4)]);
+        end.trim(&mut batch);
+        let kept: Vec<(i32, i64)> = batch
+            .records
+            .iter()
+            .map(|record| (record.partition, record.offset))
+            .collect();
+        assert_eq!(kept, vec![(0, 0), (0, 1), (1, 4)]);
+        assert_eq!(batch.origins.len(), 3);
+        assert_eq!(batch.next_offsets[&("dlq".to_string(), 0)], 2);
+        assert_eq!(batch.next_offsets[&("dlq".to_string(), 1)], 5);
+        assert!(!end.is_done(), "partition 1 is still open");
+    }
+
+    #[test]
+    fn partitions_close_at_end_or_eof() {
+        let mut end = end(&[(0, 2), (1, 10)]);
+        let mut first = batch(&[(0, 0), (0, 1)]);
+        end.trim(&mut first);
+        assert!(!end.is_done());
+        let mut second = batch(&[]);
+        second.end_of_partition.push(1);
+        end.trim(&mut second);
+        assert!(end.is_done());
+    }
+}
