@@ -39,11 +39,12 @@ enum Command {
     Run(RunArgs),
     /// Run a plugin over a file without Kafka and print one JSON object per line.
     EnrichFile(EnrichFileArgs),
-    /// Send the dead letters in --dlq-topic through the plugin again, with
-    /// the flags of `run`: successes go to --output-topic, new failures
-    /// back to --dlq-topic with one attempt more. Consumes in the group
-    /// <--group-id>-replay (--input-topic is not used), stops at the end
-    /// offsets found at start and prints the counts.
+    /// Send the dead letters in --dlq-topic through the plugin again.
+    ///
+    /// Takes the flags of `run`. Successes go to --output-topic, new
+    /// failures back to --dlq-topic with one attempt more. Consumes in the
+    /// group <--group-id>-replay (--input-topic is not used), stops at the
+    /// end offsets found at start and prints the counts.
     ReplayDlq(RunArgs),
     /// Print a consumer group's lag per partition: committed offset, end
     /// offset and the records between them.
