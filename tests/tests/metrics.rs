@@ -524,6 +524,59 @@ fn remote_admin_needs_opt_in() {
     assert!(status.success(), "sink exit {status}: {}", sink.stderr());
 }
 
+/// With `--exactly-once`, outputs count once their transaction commits,
+/// and each committed transaction counts as one commit.
+#[test]
+fn exactly_once_counts_committed_outputs() {
+    let topics = TestTopics::create("metrics-eos", 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let content = std::fs::read(corpus("elastic-apache.log")).expect("read corpus");
+    let lines = split_lines(&content);
+    let records: Vec<(Option<&[u8]>, &[u8])> = lines[..500]
+        .iter()
+        .map(|line| (None, line.as_slice()))
+        .collect();
+
+    let mut command = host_run_command(&topics, &unique_name("metrics-eos"), &default_plugin());
+    command
+        .args(["--exactly-once", "--transactional-id"])
+        .arg(unique_name("metrics-eos-tx"))
+        .args(admin_flags());
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let addr = admin_addr(&mut host);
+    produce(&topics.raw, &records);
+
+    let handled = wait_until(Duration::from_secs(120), || {
+        host.assert_running();
+        let metrics = Scrape::get(&addr);
+        metrics.sum("weblog_host_records_produced_total", &[])
+            + metrics.sum("weblog_host_records_dead_lettered_total", &[])
+            == 500.0
+    });
+    assert!(handled, "host:\n{}", host.stderr());
+    let metrics = Scrape::get(&addr);
+    assert_eq!(
+        metrics.sum("weblog_host_records_consumed_total", &[]),
+        500.0
+    );
+    assert_eq!(
+        metrics.sum("weblog_host_records_dead_lettered_total", &[]),
+        0.0
+    );
+    // One transaction per batch; an aborted one is consumed again as a
+    // new batch, so commits never outnumber batches.
+    let commits = metrics.sum("weblog_host_commits_total", &[]);
+    let batches = metrics.sum("weblog_host_batch_records_count", &[]);
+    assert!(commits >= 1.0, "no transaction committed");
+    assert!(
+        commits <= batches,
+        "{commits} commits for {batches} batches"
+    );
+
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+}
+
 /// Puts `bytes` in place at `path` with a rename, so that the host's file
 /// watch never reads a half-written plugin.
 fn install_plugin(dir: &Path, path: &Path, bytes: &[u8]) {
