@@ -9,7 +9,7 @@ KAFKA_TESTS := $(CARGO) test -p weblog-tests --features kafka-tests
 
 .PHONY: help toolchain plugin test-plugins build release broker-up broker-down \
 	demo test unit-test integration-test e2e cluster-up cluster-down cluster-test \
-	lint bench clean
+	lint bench bench-smoke clean
 
 help:
 	@echo "make demo [LOG=path]  run the pipeline on a log (default $(LOG))"
@@ -19,7 +19,8 @@ help:
 	@echo "make cluster-up|cluster-down start or stop the 3-node Kafka cluster"
 	@echo "make cluster-test     the shipper through broker crashes in that cluster"
 	@echo "make lint             rustfmt and clippy on both workspaces"
-	@echo "make bench            plugin cost per line, native and in WASM (BENCHMARKS.md)"
+	@echo "make bench            plugin cost per line, then every pipeline end to end (BENCHMARKS.md)"
+	@echo "make bench-smoke      the end-to-end benchmark on a few thousand lines"
 
 toolchain:
 	rustup target add wasm32-wasip2
@@ -75,11 +76,18 @@ lint:
 	cd tests/fixtures/plugins && $(CARGO) clippy --all-targets -- -D warnings
 
 # Criterion benchmarks, about two minutes after the builds: the plugin's
-# native parser, then native and WASM side by side through the host.
-bench: plugin
+# native parser, then native and WASM side by side through the host. Then
+# every pipeline end to end on one broker (scripts/bench-pipeline.sh).
+bench: plugin release
 	cd plugins && $(CARGO) bench --bench parse
 	$(CARGO) bench -p weblog-host --bench plugin
 	$(CARGO) bench -p weblog-host --bench swap
+	scripts/with-broker.sh scripts/bench-pipeline.sh
+
+# The whole-pipeline benchmark on a few thousand lines with the debug
+# binaries: checks that it still runs and counts every line.
+bench-smoke: plugin build
+	scripts/with-broker.sh scripts/bench-pipeline.sh --smoke
 
 clean:
 	$(CARGO) clean

@@ -14,6 +14,8 @@
 //! - `exactly_once`: the host's `--exactly-once` mode, clean and under
 //!   SIGKILL, next to the default mode under the same kills.
 //! - `end_to_end`: the three real corpora through the whole pipeline.
+//! - `bench_smoke`: the whole-pipeline benchmark script on a few thousand
+//!   lines, for complete results.
 //! - `metrics`: the admin endpoints (`/metrics`, `/healthz`, `/readyz`) of
 //!   the three binaries during a pipeline run and a broker outage.
 //! - `lag`: `weblog-host lag` against Kafka's own consumer-groups tool.
@@ -42,6 +44,8 @@ mod enrich_file;
 mod sandbox;
 mod secrets;
 
+#[cfg(feature = "kafka-tests")]
+mod bench_smoke;
 #[cfg(feature = "kafka-tests")]
 mod broker_crash;
 #[cfg(feature = "kafka-tests")]
