@@ -8,12 +8,11 @@
 //! Each test's broker listens on `WEBLOG_TEST_BROKER_PORT` plus 2 per test
 //! (its controller on the next port), or on a free port the test picks.
 
-use std::path::Path;
-use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::crash::{append_in_chunks, Mode, Pipeline, PipelineOptions, Role, Tally, ROLES};
-use crate::util::{corpus, repo_root, run, sink_output_lines, split_lines, wait_until};
+use crate::util::broker::PrivateBroker;
+use crate::util::{corpus, sink_output_lines, split_lines, wait_until};
 
 /// How long the broker stays down.
 const OUTAGE: Duration = Duration::from_secs(10);
@@ -26,96 +25,6 @@ const LINES_BEFORE_KILL: usize = 2_000;
 /// falls behind the shipper and has consumed records left to produce when
 /// the broker dies.
 const RETRY_TEST_LINES: usize = 4_000;
-
-/// A broker of the test's own, stopped when dropped.
-struct PrivateBroker {
-    run_dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl PrivateBroker {
-    /// Starts a broker; `slot` tells the tests apart when
-    /// `WEBLOG_TEST_BROKER_PORT` sets the ports.
-    fn start(slot: u16) -> Self {
-        let port = match std::env::var("WEBLOG_TEST_BROKER_PORT") {
-            Ok(text) => {
-                let base: u16 = text.parse().unwrap_or_else(|error| {
-                    panic!("invalid WEBLOG_TEST_BROKER_PORT {text:?}: {error}")
-                });
-                base + 2 * slot
-            }
-            Err(_) => free_port_pair(),
-        };
-        let broker = Self {
-            run_dir: tempfile::tempdir().expect("temp dir"),
-            port,
-        };
-        broker.up();
-        broker
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// Runs `scripts/kafka.sh up`, which starts the broker on the data in
-    /// the run directory (formatting it the first time) and waits until it
-    /// serves requests.
-    fn up(&self) {
-        let output = self.kafka_sh("up");
-        assert!(
-            output.status.success(),
-            "failed to start the broker on port {}:\n{}",
-            self.port,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    /// Sends SIGKILL to the broker's JVM and waits until it is gone.
-    fn kill_hard(&self) {
-        let pid_file = self.run_dir.path().join("broker.pid");
-        let pid = std::fs::read_to_string(&pid_file).expect("broker pid file");
-        let pid = pid.trim();
-        let killed = Command::new("kill").args(["-KILL", pid]).status();
-        assert!(
-            killed.is_ok_and(|status| status.success()),
-            "failed to kill broker {pid}"
-        );
-        let gone = wait_until(Duration::from_secs(30), || {
-            !Path::new(&format!("/proc/{pid}")).exists()
-        });
-        assert!(gone, "broker {pid} still runs after SIGKILL");
-    }
-
-    fn kafka_sh(&self, command: &str) -> Output {
-        run(Command::new(repo_root().join("scripts/kafka.sh"))
-            .arg(command)
-            .env_remove("KAFKA_BOOTSTRAP")
-            .env_remove("KAFKA_CONTROLLER_PORT")
-            .env("KAFKA_PORT", self.port.to_string())
-            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")
-            .env("WEBLOG_KAFKA_RUN_DIR", self.run_dir.path()))
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = self.kafka_sh("down");
-    }
-}
-
-/// Returns a port that is free on 127.0.0.1 and whose next port is free
-/// too, for the broker and its controller.
-fn free_port_pair() -> u16 {
-    for _ in 0..100 {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-        let port = listener.local_addr().expect("local address").port();
-        if port < u16::MAX && std::net::TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-    panic!("found no two free consecutive ports on 127.0.0.1");
-}
 
 /// With `--exactly-once`, a broker SIGKILL in the middle of a run loses no
 /// line and duplicates none: the sink's file equals the input, enriched

@@ -9,10 +9,10 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::util::broker::PrivateBroker;
 use crate::util::kafka::{bootstrap, host_run_command, produce, unique_name, TestTopics};
 use crate::util::{
-    binary, corpus, default_plugin, fixture_plugin, repo_root, run, split_lines, wait_until,
-    ChildProcess,
+    binary, corpus, default_plugin, fixture_plugin, run, split_lines, wait_until, ChildProcess,
 };
 
 /// Lines of the corpus slice the pipeline test ships: the end of
@@ -220,7 +220,7 @@ fn pipeline_metrics_agree() {
 /// 200 again.
 #[test]
 fn readiness_follows_broker() {
-    let broker = PrivateBroker::start();
+    let broker = PrivateBroker::start(2);
     let dir = tempfile::tempdir().expect("temp dir");
     let raw = unique_name("ready-raw");
     let enriched = unique_name("ready-enriched");
@@ -756,77 +756,4 @@ fn parse_sample(line: &str) -> (String, BTreeMap<String, String>, f64) {
         }
     }
     (name.to_string(), labels, value)
-}
-
-/// A single-node broker of this test's own in a temporary run directory,
-/// on `WEBLOG_READY_BROKER_PORT` (default 19196, controller on the next
-/// port), stopped when dropped.
-struct PrivateBroker {
-    run_dir: tempfile::TempDir,
-    port: u16,
-}
-
-impl PrivateBroker {
-    fn start() -> Self {
-        let port = std::env::var("WEBLOG_READY_BROKER_PORT")
-            .ok()
-            .map(|text| text.parse().expect("WEBLOG_READY_BROKER_PORT is a port"))
-            .unwrap_or(19196);
-        let broker = Self {
-            run_dir: tempfile::tempdir().expect("temp dir"),
-            port,
-        };
-        broker.up();
-        broker
-    }
-
-    fn bootstrap(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn up(&self) {
-        let output = self.kafka_sh(&["up"]);
-        assert!(
-            output.status.success(),
-            "failed to start the broker on port {}:\n{}",
-            self.port,
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn down(&self) {
-        let output = self.kafka_sh(&["down"]);
-        assert!(
-            output.status.success(),
-            "failed to stop the broker:\n{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn create_topics(&self, names: &[&str]) {
-        for name in names {
-            let output = self.kafka_sh(&["tool", "topics", "--create", "--topic", name]);
-            assert!(
-                output.status.success(),
-                "failed to create topic {name}:\n{}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
-
-    fn kafka_sh(&self, args: &[&str]) -> std::process::Output {
-        run(Command::new(repo_root().join("scripts/kafka.sh"))
-            .args(args)
-            .env_remove("KAFKA_BOOTSTRAP")
-            .env_remove("KAFKA_CONTROLLER_PORT")
-            .env("KAFKA_PORT", self.port.to_string())
-            .env("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")
-            .env("WEBLOG_KAFKA_RUN_DIR", self.run_dir.path()))
-    }
-}
-
-impl Drop for PrivateBroker {
-    fn drop(&mut self) {
-        let _ = self.kafka_sh(&["down"]);
-    }
 }

@@ -5,6 +5,8 @@
 #![allow(dead_code)]
 
 // The host's swap bench makes new plugin builds the same way.
+#[cfg(feature = "kafka-tests")]
+pub mod broker;
 #[path = "../../../host/benches/support/custom_section.rs"]
 pub mod custom_section;
 #[cfg(feature = "kafka-tests")]
