@@ -12,7 +12,7 @@
 #
 # Environment (defaults for a full run / for --smoke):
 #   KAFKA_BOOTSTRAP      broker address (required; with-broker.sh sets it)
-#   BENCH_LINES          lines of the replay file (2000000 / 3000)
+#   BENCH_LINES          lines of the replay file (1000000 / 3000)
 #   BENCH_SEED_LINES     lines the seed pipeline gets (100000 / 1000)
 #   BENCH_RATE           offered rate of the latency runs, lines/s (20000 / 1000)
 #   BENCH_SEED_RATE      offered rate of the seed's latency run (2000 / 200)
@@ -20,6 +20,9 @@
 #   BENCH_BIN_DIR        binaries (target/release / target/debug)
 #   BENCH_OUT            output directory (.cache/bench/run-<time> / .cache/bench/smoke-<time>)
 #   BENCH_PYTHON         Python that creates the seed's venv (python3)
+#
+# A full run of 1,000,000 lines takes about 7 minutes on 2 cores, which
+# keeps make bench under 15; BENCH_LINES=2000000 doubles it.
 #
 # The seed needs confluent-kafka from PyPI: the first run creates a venv in
 # .cache/bench/venv and installs it there. The replay file is written to
@@ -48,7 +51,7 @@ if [[ "${1:-}" == --smoke ]]; then
     bin_dir=${BENCH_BIN_DIR:-$target/debug}
     out=${BENCH_OUT:-$cache/smoke-$stamp}
 elif [[ -z "${1:-}" ]]; then
-    lines=${BENCH_LINES:-2000000}
+    lines=${BENCH_LINES:-1000000}
     seed_lines=${BENCH_SEED_LINES:-100000}
     rate=${BENCH_RATE:-20000}
     seed_rate=${BENCH_SEED_RATE:-2000}

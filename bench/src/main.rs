@@ -9,11 +9,13 @@
 //! - [`run`]: the order of the measurements; [`pipelines`]: the commands
 //!   of each pipeline's stages; [`watch`]: progress and timing of a stage.
 //! - [`latency`]: the rate-limited producer and the consumer that times it.
-//! - [`kafka`], [`process`]: what the broker and Linux report.
+//! - [`kafka`], [`process`], [`machine`]: what the broker and Linux
+//!   report.
 //! - [`report`]: results.json and the Markdown tables.
 
 mod kafka;
 mod latency;
+mod machine;
 mod passthrough;
 mod pipelines;
 mod process;

@@ -238,3 +238,45 @@ impl Programs {
         self.seed_dir.join(name).display().to_string()
     }
 }
+
+pub(crate) fn stage_program(pipeline: &Pipeline) -> String {
+    match pipeline.enricher {
+        Enricher::Passthrough => "weblog-bench passthrough".into(),
+        Enricher::Host {
+            native,
+            exactly_once,
+        } => {
+            let mut program = "weblog-host run".to_string();
+            if native {
+                program.push_str(" --native-plugin");
+            }
+            if exactly_once {
+                program.push_str(" --exactly-once");
+            }
+            program
+        }
+        Enricher::Seed => "python3 enricher.py".into(),
+    }
+}
+
+pub(crate) fn sink_program(pipeline: &Pipeline) -> String {
+    match pipeline.is_seed() {
+        true => "python3 sink.py".into(),
+        false => "weblog-sink".into(),
+    }
+}
+
+/// Returns a short name of a shipper command for the tables.
+pub(crate) fn program_name(program: &Path, args: &[String]) -> String {
+    let file = |path: &Path| {
+        path.file_name()
+            .map_or(String::new(), |name| name.to_string_lossy().into_owned())
+    };
+    match file(program).starts_with("python") {
+        true => format!(
+            "python3 {}",
+            args.first().map_or(String::new(), |a| file(Path::new(a)))
+        ),
+        false => file(program),
+    }
+}

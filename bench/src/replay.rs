@@ -3,7 +3,7 @@
 //! reached.
 
 use std::io::{BufWriter, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use clap::Args;
@@ -48,4 +48,45 @@ pub(crate) fn write(args: &ReplayArgs) -> anyhow::Result<()> {
         .with_context(|| format!("failed to write {:?}", args.output))?;
     tracing::info!(lines = args.lines, corpus_lines = lines.len(), output = ?args.output, "replay written");
     Ok(())
+}
+
+/// Returns the line count of the replay file and its first
+/// `sample_lines` lines.
+pub(crate) fn read_replay(path: &Path, sample_lines: usize) -> anyhow::Result<(u64, Vec<Vec<u8>>)> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path).with_context(|| format!("failed to open {path:?}"))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
+    let mut sample = Vec::new();
+    let mut count = 0u64;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_until(b'\n', &mut line)
+            .with_context(|| format!("failed to read {path:?}"))?;
+        if read == 0 {
+            return Ok((count, sample));
+        }
+        count += 1;
+        if sample.len() < sample_lines {
+            let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
+            sample.push(trimmed.to_vec());
+        }
+    }
+}
+
+/// Writes the first `lines` lines of `from` to `to`.
+pub(crate) fn write_head(from: &Path, to: &Path, lines: u64) -> anyhow::Result<()> {
+    use std::io::{BufRead, Write};
+    let file = std::fs::File::open(from).with_context(|| format!("failed to open {from:?}"))?;
+    let reader = std::io::BufReader::new(file);
+    let out = std::fs::File::create(to).with_context(|| format!("failed to create {to:?}"))?;
+    let mut writer = std::io::BufWriter::new(out);
+    for line in reader.split(b'\n').take(lines as usize) {
+        writer.write_all(&line?)?;
+        writer.write_all(b"\n")?;
+    }
+    writer
+        .flush()
+        .with_context(|| format!("failed to write {to:?}"))
 }

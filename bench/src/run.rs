@@ -18,8 +18,12 @@ use weblog_common::KafkaArgs;
 
 use crate::kafka::Probe;
 use crate::latency::{self, LatencyRun};
-use crate::pipelines::{Enricher, Pipeline, Programs, Topics, PIPELINES};
+use crate::machine::load_average;
+use crate::pipelines::{
+    program_name, sink_program, stage_program, Enricher, Pipeline, Programs, Topics, PIPELINES,
+};
 use crate::process::{run_timed, StageProcess};
+use crate::replay::{read_replay, write_head};
 use crate::report::{per_second, Machine, PipelineResult, Results, StageResult};
 use crate::watch::{watch, LineCounter, Progress, WatchOptions};
 
@@ -95,7 +99,7 @@ struct Bench {
 pub(crate) fn run(args: RunArgs) -> anyhow::Result<()> {
     let log_dir = args.out_dir.join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("failed to create {log_dir:?}"))?;
-    let (lines, sample) = read_replay(&args.replay)?;
+    let (lines, sample) = read_replay(&args.replay, LATENCY_SAMPLE_LINES)?;
     anyhow::ensure!(lines > 0, "the replay file {:?} is empty", args.replay);
     let seed_input = args.out_dir.join("seed-input.log");
     let seed_lines = args.seed_lines.min(lines);
@@ -576,48 +580,6 @@ impl SeedTotals {
     }
 }
 
-fn stage_program(pipeline: &Pipeline) -> String {
-    match pipeline.enricher {
-        Enricher::Passthrough => "weblog-bench passthrough".into(),
-        Enricher::Host {
-            native,
-            exactly_once,
-        } => {
-            let mut program = "weblog-host run".to_string();
-            if native {
-                program.push_str(" --native-plugin");
-            }
-            if exactly_once {
-                program.push_str(" --exactly-once");
-            }
-            program
-        }
-        Enricher::Seed => "python3 enricher.py".into(),
-    }
-}
-
-fn sink_program(pipeline: &Pipeline) -> String {
-    match pipeline.is_seed() {
-        true => "python3 sink.py".into(),
-        false => "weblog-sink".into(),
-    }
-}
-
-/// Returns a short name of a shipper command for the tables.
-fn program_name(program: &Path, args: &[String]) -> String {
-    let file = |path: &Path| {
-        path.file_name()
-            .map_or(String::new(), |name| name.to_string_lossy().into_owned())
-    };
-    match file(program).starts_with("python") {
-        true => format!(
-            "python3 {}",
-            args.first().map_or(String::new(), |a| file(Path::new(a)))
-        ),
-        false => file(program),
-    }
-}
-
 fn remove_if_present(path: &Path) -> anyhow::Result<()> {
     for file in [path.to_path_buf(), path.with_extension("jsonl.checkpoint")] {
         match std::fs::remove_file(&file) {
@@ -627,104 +589,4 @@ fn remove_if_present(path: &Path) -> anyhow::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Returns the line count of the replay file and its first
-/// [`LATENCY_SAMPLE_LINES`] lines.
-fn read_replay(path: &Path) -> anyhow::Result<(u64, Vec<Vec<u8>>)> {
-    use std::io::BufRead;
-    let file = std::fs::File::open(path).with_context(|| format!("failed to open {path:?}"))?;
-    let mut reader = std::io::BufReader::with_capacity(1 << 20, file);
-    let mut sample = Vec::new();
-    let mut count = 0u64;
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
-            .with_context(|| format!("failed to read {path:?}"))?;
-        if read == 0 {
-            return Ok((count, sample));
-        }
-        count += 1;
-        if sample.len() < LATENCY_SAMPLE_LINES {
-            let trimmed = line.strip_suffix(b"\n").unwrap_or(&line);
-            sample.push(trimmed.to_vec());
-        }
-    }
-}
-
-/// Writes the first `lines` lines of `from` to `to`.
-fn write_head(from: &Path, to: &Path, lines: u64) -> anyhow::Result<()> {
-    use std::io::{BufRead, Write};
-    let file = std::fs::File::open(from).with_context(|| format!("failed to open {from:?}"))?;
-    let reader = std::io::BufReader::new(file);
-    let out = std::fs::File::create(to).with_context(|| format!("failed to create {to:?}"))?;
-    let mut writer = std::io::BufWriter::new(out);
-    for line in reader.split(b'\n').take(lines as usize) {
-        writer.write_all(&line?)?;
-        writer.write_all(b"\n")?;
-    }
-    writer
-        .flush()
-        .with_context(|| format!("failed to write {to:?}"))
-}
-
-/// Returns the three load averages of `/proc/loadavg`.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|text| {
-            text.split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-impl Machine {
-    /// Reads the CPU, memory, load and commit of this machine.
-    fn describe() -> Self {
-        let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-        let cpu_model = cpuinfo
-            .lines()
-            .find_map(|line| line.strip_prefix("model name"))
-            .and_then(|rest| rest.split_once(':'))
-            .map_or("unknown".to_string(), |(_, model)| model.trim().to_string());
-        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
-        let memory_kib: f64 = meminfo
-            .lines()
-            .find_map(|line| line.strip_prefix("MemTotal:"))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|value| value.parse().ok())
-            .unwrap_or(0.0);
-        Self {
-            cpu_model,
-            cores: std::thread::available_parallelism().map_or(0, usize::from),
-            memory_gib: memory_kib / (1 << 20) as f64,
-            load_before: load_average(),
-            load_after: String::new(),
-            commit: git_commit(),
-        }
-    }
-}
-
-/// Returns the short commit of the working tree, marked `+changes` when
-/// files differ from it.
-fn git_commit() -> String {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .args(args)
-            .output()
-            .ok()
-            .filter(|output| output.status.success())
-            .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_string())
-    };
-    let Some(commit) = git(&["rev-parse", "--short", "HEAD"]) else {
-        return "unknown".into();
-    };
-    match git(&["status", "--porcelain", "--untracked-files=no"]) {
-        Some(changes) if !changes.is_empty() => format!("{commit}+changes"),
-        _ => commit,
-    }
 }
