@@ -1,5 +1,9 @@
 //! Tracing setup: `RUST_LOG` picks the levels, `--log-format` the format.
-//! Logs go to stderr so that stdout stays free for command output.
+//! Logs go to stderr so that stdout stays free for command output. Text
+//! logs are colored only on a terminal, and never with `NO_COLOR` set, so
+//! that journald and log files get plain text.
+
+use std::io::IsTerminal;
 
 use clap::{Args, ValueEnum};
 use tracing_subscriber::EnvFilter;
@@ -34,8 +38,10 @@ impl LogArgs {
     pub fn init(&self) {
         let filter =
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
+        let colored = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(colored)
             .with_writer(std::io::stderr);
         match self.log_format {
             LogFormat::Text => builder.init(),

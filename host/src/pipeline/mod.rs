@@ -41,7 +41,8 @@ use weblog_common::{KafkaArgs, LoggingContext};
 
 use crate::cache::ComponentCache;
 use crate::canary::{RecentRecords, CANARY_SAMPLE_SIZE};
-use crate::plugin::Plugin;
+use crate::outcome::EnrichOutcome;
+use crate::plugin::{Plugin, PluginIdentity};
 use crate::sandbox::{self, SandboxLimits};
 use crate::swap::{self, Replacement, SwapCounts, SwapSettings};
 use commit::{PendingBatch, PipelineCounts};
@@ -238,10 +239,12 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
                 continue;
             }
             recent.push_batch(&batch.records);
+            let enrich_started = Instant::now();
             let outcomes = match batch.records.is_empty() {
                 true => Vec::new(),
                 false => tokio::task::block_in_place(|| plugin.enrich(&batch.records)),
             };
+            log_batch(&batch.records, &outcomes, plugin.identity(), enrich_started);
             if let Some(transactions) = &mut transactions {
                 transactions
                     .commit_batch(&output, batch, outcomes, plugin.identity(), &counts)
@@ -283,6 +286,51 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         dead_lettered: counts.dead_lettered(),
         skipped,
     })
+}
+
+/// Logs a batch at debug and each of its records at trace.
+fn log_batch(
+    records: &[crate::InputRecord],
+    outcomes: &[EnrichOutcome],
+    plugin: &PluginIdentity,
+    started: Instant,
+) {
+    let failed = outcomes
+        .iter()
+        .filter(|outcome| matches!(outcome, EnrichOutcome::Failed(_)))
+        .count();
+    tracing::debug!(
+        plugin = %plugin.name,
+        version = %plugin.version,
+        records = records.len(),
+        failed,
+        micros = started.elapsed().as_micros() as u64,
+        "batch enriched"
+    );
+    if !tracing::enabled!(tracing::Level::TRACE) {
+        return;
+    }
+    for (record, outcome) in records.iter().zip(outcomes) {
+        match outcome {
+            EnrichOutcome::Enriched(outputs) => tracing::trace!(
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                plugin = %plugin.name,
+                outputs = outputs.len(),
+                "record enriched"
+            ),
+            EnrichOutcome::Failed(failure) => tracing::trace!(
+                topic = %record.topic,
+                partition = record.partition,
+                offset = record.offset,
+                plugin = %plugin.name,
+                kind = failure.kind.as_str(),
+                reason = %failure.reason,
+                "record failed"
+            ),
+        }
+    }
 }
 
 /// Drops the records of partitions revoked while the batch filled, so that
