@@ -1,29 +1,39 @@
 #!/usr/bin/env bash
-# Starts and stops a 3-node Apache Kafka cluster in KRaft mode on 127.0.0.1,
-# each node broker and controller in one JVM, for the replication tests. It
+# Starts and stops an Apache Kafka cluster in KRaft mode on 127.0.0.1 for the
+# replication tests: three broker-only nodes and one controller-only node. It
 # reuses the functions of scripts/kafka.sh and needs what that script needs.
+#
+# The controller quorum runs apart from the brokers, so that killing two
+# brokers leaves it running: the controller then fences them and shrinks
+# each partition's in-sync replicas to the one broker left, whose leader
+# rejects acks=all writes with NOT_ENOUGH_REPLICAS. A single controller is
+# enough for a test cluster but is a single point of failure, so a real
+# deployment runs three or five. NOTE: the quorum has one voter, so losing
+# the controller node stops every metadata change until it returns.
 #
 # Usage: scripts/kafka-cluster.sh COMMAND [ARGS...]
 #   up               start the nodes that do not run, wait until all three
 #                    brokers are registered, and create the weblog topics
 #                    with replication factor 3 and min.insync.replicas=2
-#   down             stop every node (SIGTERM, then SIGKILL after 30 s)
-#   status           print each node's state; exit status 0 when all three
+#   down             stop every node (SIGTERM, then SIGKILL after 30 s),
+#                    the brokers first and then the controller
+#   status           print each node's state; exit status 0 when all four
 #                    run, 3 when not
-#   kill N           send SIGKILL to node N (1, 2 or 3), as a crash would
-#   start N          start node N again and wait until it is registered,
-#                    which needs a second node running for the quorum
+#   kill N           send SIGKILL to broker N (1, 2 or 3), as a crash would
+#   start N          start broker N again and wait until it is registered
 #   bootstrap        print the bootstrap address list of the three brokers
 #   run CMD ARGS     run `up`, then CMD with KAFKA_CLUSTER_BOOTSTRAP set, then
 #                    `down` if no node ran before; exit with CMD's status
 #
-# Ports: node N listens for clients on KAFKA_CLUSTER_PORT + 2 * (N - 1) and
-# for controllers on the port after it, so 29092/29093, 29094/29095 and
-# 29096/29097 by default.
+# Ports: broker N listens for clients on KAFKA_CLUSTER_PORT + 2 * (N - 1),
+# so 29092, 29094 and 29096 by default, and the controller on
+# KAFKA_CLUSTER_PORT + 7, so 29099.
 #
 # Environment:
-#   KAFKA_CLUSTER_PORT      client port of node 1 (default 29092)
-#   KAFKA_CLUSTER_HEAP_OPTS heap flags of each node (default -Xms256m -Xmx512m)
+#   KAFKA_CLUSTER_PORT      client port of broker 1 (default 29092)
+#   KAFKA_CLUSTER_HEAP_OPTS heap flags of each broker (default -Xms256m -Xmx512m)
+#   KAFKA_CLUSTER_CONTROLLER_HEAP_OPTS
+#                           heap flags of the controller (default -Xms64m -Xmx256m)
 #   KAFKA_START_TIMEOUT     seconds `up` and `start` wait (default 90)
 #   WEBLOG_KAFKA_CLUSTER_DIR  directory of the node configs, data, logs and
 #                           pid files (default .cache/kafka-cluster-$KAFKA_CLUSTER_PORT
@@ -54,14 +64,20 @@ die() {
 NODE_COUNT=3
 REPLICATION_FACTOR=3
 MIN_INSYNC_REPLICAS=2
+# Node id of the controller. The brokers are nodes 1 to NODE_COUNT.
+CONTROLLER_ID=0
 
 CLUSTER_PORT=${KAFKA_CLUSTER_PORT:-29092}
 require_port KAFKA_CLUSTER_PORT "$CLUSTER_PORT"
-require_port "KAFKA_CLUSTER_PORT + 5" "$((CLUSTER_PORT + 2 * NODE_COUNT - 1))"
-# kafka.sh's functions use KAFKA_HEAP_OPTS.
-KAFKA_HEAP_OPTS=${KAFKA_CLUSTER_HEAP_OPTS:--Xms256m -Xmx512m}
+CONTROLLER_PORT=$((CLUSTER_PORT + 7))
+require_port "KAFKA_CLUSTER_PORT + 7" "$CONTROLLER_PORT"
+BROKER_HEAP_OPTS=${KAFKA_CLUSTER_HEAP_OPTS:--Xms256m -Xmx512m}
+CONTROLLER_HEAP_OPTS=${KAFKA_CLUSTER_CONTROLLER_HEAP_OPTS:--Xms64m -Xmx256m}
 CLUSTER_DIR=${WEBLOG_KAFKA_CLUSTER_DIR:-$REPO_ROOT/.cache/kafka-cluster-$CLUSTER_PORT}
 CLUSTER_ID_FILE="$CLUSTER_DIR/cluster-id"
+# format_storage_once of kafka.sh prints this when a format fails.
+RESET_HINT="delete $CLUSTER_DIR and rerun 'scripts/kafka-cluster.sh up'"
+QUORUM_VOTERS="$CONTROLLER_ID@127.0.0.1:$CONTROLLER_PORT"
 
 node_port() {
     echo $((CLUSTER_PORT + 2 * ($1 - 1)))
@@ -76,25 +92,25 @@ cluster_bootstrap() {
     echo "${addresses[*]}"
 }
 
-quorum_voters() {
-    local node voters=()
-    for ((node = 1; node <= NODE_COUNT; node++)); do
-        voters+=("$node@127.0.0.1:$(($(node_port "$node") + 1))")
-    done
-    local IFS=,
-    echo "${voters[*]}"
-}
-
 CLUSTER_BOOTSTRAP=$(cluster_bootstrap)
 
-# Points the globals of kafka.sh (KAFKA_PORT, RUN_DIR, CONFIG_FILE, ...) at
-# node $1, so that its process functions act on that node.
+# Points the globals of kafka.sh (KAFKA_PORT, KAFKA_HEAP_OPTS, RUN_DIR,
+# CONFIG_FILE, ...) at node $1, a broker number or CONTROLLER_ID, so that
+# its process functions act on that node.
 select_node() {
     NODE_ID=$1
-    KAFKA_PORT=$(node_port "$NODE_ID")
-    KAFKA_CONTROLLER_PORT=$((KAFKA_PORT + 1))
+    if ((NODE_ID == CONTROLLER_ID)); then
+        NODE_NAME=controller
+        KAFKA_PORT=$CONTROLLER_PORT
+        KAFKA_HEAP_OPTS=$CONTROLLER_HEAP_OPTS
+        RUN_DIR="$CLUSTER_DIR/controller"
+    else
+        NODE_NAME="broker $NODE_ID"
+        KAFKA_PORT=$(node_port "$NODE_ID")
+        KAFKA_HEAP_OPTS=$BROKER_HEAP_OPTS
+        RUN_DIR="$CLUSTER_DIR/node-$NODE_ID"
+    fi
     LOCAL_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
-    RUN_DIR="$CLUSTER_DIR/node-$NODE_ID"
     CONFIG_FILE="$RUN_DIR/server.properties"
     DATA_DIR="$RUN_DIR/data"
     LOG_FILE="$RUN_DIR/broker.log"
@@ -103,7 +119,7 @@ select_node() {
 
 require_node_id() {
     if ! [[ ${1:-} =~ ^[1-9][0-9]*$ ]] || (($1 > NODE_COUNT)); then
-        die "invalid node '${1:-}': expected a node number from 1 to $NODE_COUNT"
+        die "invalid broker '${1:-}': expected a broker number from 1 to $NODE_COUNT"
     fi
 }
 
@@ -117,20 +133,32 @@ lock_cluster() {
 
 write_node_config() {
     mkdir -p "$DATA_DIR"
-    cat >"$CONFIG_FILE" <<EOF
+    {
+        cat <<END
 # Written by scripts/kafka-cluster.sh on every start, so edits are overwritten.
-process.roles=broker,controller
 node.id=$NODE_ID
-controller.quorum.voters=$(quorum_voters)
+controller.quorum.voters=$QUORUM_VOTERS
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 log.dirs=$DATA_DIR
+END
+        if ((NODE_ID == CONTROLLER_ID)); then
+            echo "process.roles=controller"
+            echo "listeners=CONTROLLER://127.0.0.1:$KAFKA_PORT"
+            echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT"
+        else
+            echo "process.roles=broker"
+            echo "listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+            echo "advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT"
+            echo "inter.broker.listener.name=PLAINTEXT"
+            echo "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+        fi
+        # In KRaft mode the controller applies the topic defaults when it
+        # creates a topic, and the brokers when they create an internal
+        # topic or check a write, so both roles get them.
+        cat <<END
 
-# Every partition, internal ones included, has a replica on each node, and
-# a write with acks=all needs two of them in sync.
+# Every partition, internal ones included, has a replica on each broker,
+# and a write with acks=all needs two of them in sync.
 default.replication.factor=$REPLICATION_FACTOR
 min.insync.replicas=$MIN_INSYNC_REPLICAS
 offsets.topic.replication.factor=$REPLICATION_FACTOR
@@ -141,49 +169,51 @@ share.coordinator.state.topic.min.isr=$MIN_INSYNC_REPLICAS
 
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
-EOF
+END
+    } >"$CONFIG_FILE"
 }
 
-# Formats the node's data directory with the cluster id that all nodes
-# share, unless a format already wrote meta.properties.
-format_node_once() {
-    if [[ -f $DATA_DIR/meta.properties ]]; then
-        return 0
-    fi
-    if [[ ! -s $CLUSTER_ID_FILE ]]; then
-        run_tool_class kafka.tools.StorageTool random-uuid >"$CLUSTER_ID_FILE"
-    fi
-    local cluster_id
-    cluster_id=$(<"$CLUSTER_ID_FILE")
-    log "formatting node $NODE_ID in $DATA_DIR with cluster id $cluster_id"
-    if ! run_tool_class kafka.tools.StorageTool format \
-        --config "$CONFIG_FILE" --cluster-id "$cluster_id" >>"$LOG_FILE" 2>&1; then
-        tail -n 40 "$LOG_FILE" >&2
-        die "failed to format node $NODE_ID in $DATA_DIR (output above); delete $CLUSTER_DIR and rerun 'scripts/kafka-cluster.sh up'"
-    fi
-}
-
-# Starts the selected node unless it runs. Fails when one of its ports is
-# taken by another process.
+# Starts the selected node unless it runs. Fails when its port is taken by
+# another process.
 start_node_process() {
     local pid
     if pid=$(read_broker_pid); then
-        log "node $NODE_ID already running (pid $pid) at $LOCAL_BOOTSTRAP"
+        log "$NODE_NAME already running (pid $pid) at $LOCAL_BOOTSTRAP"
         return 0
     fi
-    local port
-    for port in "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT"; do
-        if port_accepts_connections "$port"; then
-            die "port $port of node $NODE_ID on 127.0.0.1 is already in use by another process (find it with 'ss -ltnp | grep :$port'); stop it or set KAFKA_CLUSTER_PORT to another base port"
-        fi
-    done
+    if port_accepts_connections "$KAFKA_PORT"; then
+        die "port $KAFKA_PORT of the $NODE_NAME on 127.0.0.1 is already in use by another process (find it with 'ss -ltnp | grep :$KAFKA_PORT'); stop it or set KAFKA_CLUSTER_PORT to another base port"
+    fi
     if [[ -f $LOG_FILE ]]; then
         mv "$LOG_FILE" "$LOG_FILE.1"
     fi
     write_node_config
-    format_node_once
+    format_storage_once "$CLUSTER_ID_FILE"
     start_broker_process
-    log "starting node $NODE_ID (pid $(<"$PID_FILE")) at $LOCAL_BOOTSTRAP, controller 127.0.0.1:$KAFKA_CONTROLLER_PORT, log $LOG_FILE"
+    log "starting the $NODE_NAME (pid $(<"$PID_FILE")) at $LOCAL_BOOTSTRAP, log $LOG_FILE"
+}
+
+# Starts the controller unless it runs.
+ensure_controller() {
+    select_node "$CONTROLLER_ID"
+    if ! read_broker_pid >/dev/null 2>&1; then
+        start_node_process
+    fi
+}
+
+# Fails when the brokers' data directories were formatted by an earlier
+# version of this script, whose nodes were broker and controller at once:
+# their metadata belongs to a quorum that no longer exists.
+check_layout() {
+    select_node "$CONTROLLER_ID"
+    [[ -f $DATA_DIR/meta.properties ]] && return 0
+    local node
+    for ((node = 1; node <= NODE_COUNT; node++)); do
+        select_node "$node"
+        if [[ -f $DATA_DIR/meta.properties ]]; then
+            die "$DATA_DIR was formatted without the dedicated controller this script now runs; delete $CLUSTER_DIR and rerun 'scripts/kafka-cluster.sh up'"
+        fi
+    done
 }
 
 # Prints the ids of the brokers that the cluster metadata lists, which
@@ -205,18 +235,18 @@ check_nodes_alive() {
         if [[ -f $PID_FILE ]] && ! kill -0 "$(<"$PID_FILE")" 2>/dev/null; then
             rm -f "$PID_FILE"
             tail -n 40 "$LOG_FILE" >&2
-            die "node $node exited during start-up; the last 40 lines of $LOG_FILE are above"
+            die "the $NODE_NAME exited during start-up; the last 40 lines of $LOG_FILE are above"
         fi
     done
 }
 
-# Waits up to KAFKA_START_TIMEOUT seconds until the nodes $@ are registered
-# brokers.
+# Waits up to KAFKA_START_TIMEOUT seconds until the brokers $@ are
+# registered with the controller.
 wait_until_registered() {
     local deadline=$((SECONDS + KAFKA_START_TIMEOUT))
     local node registered missing
     while true; do
-        check_nodes_alive "$@"
+        check_nodes_alive "$CONTROLLER_ID" "$@"
         registered=$(registered_broker_ids)
         missing=()
         for node in "$@"; do
@@ -226,7 +256,7 @@ wait_until_registered() {
             return 0
         fi
         if ((SECONDS >= deadline)); then
-            die "timed out after $KAFKA_START_TIMEOUT s waiting for node(s) ${missing[*]} to register at $CLUSTER_BOOTSTRAP (registered: ${registered//$'\n'/ }); see the broker.log files under $CLUSTER_DIR. A node registers only while two of the $NODE_COUNT nodes run, because the controller quorum needs a majority. Set KAFKA_START_TIMEOUT to wait longer"
+            die "timed out after $KAFKA_START_TIMEOUT s waiting for broker(s) ${missing[*]} to register at $CLUSTER_BOOTSTRAP (registered: ${registered//$'\n'/ }); see the broker.log files under $CLUSTER_DIR. Set KAFKA_START_TIMEOUT to wait longer"
         fi
         sleep 1
     done
@@ -259,10 +289,11 @@ create_cluster_topics() {
     done
 }
 
-# Prints the numbers of the nodes whose process runs, one per line.
+# Prints the ids of the nodes whose process runs, the controller's
+# included, one per line.
 running_nodes() {
     local node
-    for ((node = 1; node <= NODE_COUNT; node++)); do
+    for ((node = CONTROLLER_ID; node <= NODE_COUNT; node++)); do
         select_node "$node"
         if read_broker_pid >/dev/null 2>&1; then
             echo "$node"
@@ -277,7 +308,10 @@ cluster_up() {
     require_java
     cmd_fetch
     lock_cluster
+    check_layout
     local started_at=$SECONDS node nodes=()
+    # The brokers register with the controller, so it starts first.
+    ensure_controller
     for ((node = 1; node <= NODE_COUNT; node++)); do
         select_node "$node"
         start_node_process
@@ -292,42 +326,48 @@ cluster_up() {
 cluster_down() {
     lock_cluster
     local node pid stopping=()
-    # SIGTERM goes to all nodes first, so that they shut down together
-    # instead of each one waiting for a quorum the others already left.
+    # SIGTERM goes to all brokers first, so that they shut down together.
+    # The controller stops last, because a broker's controlled shutdown
+    # waits for it.
     for ((node = 1; node <= NODE_COUNT; node++)); do
         select_node "$node"
         if pid=$(read_broker_pid); then
-            log "stopping node $node (pid $pid)"
+            log "stopping broker $node (pid $pid)"
             kill -TERM "$pid" 2>/dev/null || true
             stopping+=("$node:$pid")
         fi
     done
-    if ((${#stopping[@]} == 0)); then
-        log "no node running under $CLUSTER_DIR; nothing to stop"
-        return 0
-    fi
     local entry
     for entry in "${stopping[@]}"; do
         select_node "${entry%%:*}"
         stop_broker_process "${entry#*:}"
     done
-    log "stopped ${#stopping[@]} node(s)"
+    select_node "$CONTROLLER_ID"
+    if pid=$(read_broker_pid); then
+        stop_broker_process "$pid"
+        stopping+=("$CONTROLLER_ID:$pid")
+    fi
+    if ((${#stopping[@]} == 0)); then
+        log "no node running under $CLUSTER_DIR; nothing to stop"
+    else
+        log "stopped ${#stopping[@]} node(s)"
+    fi
     exec {UP_LOCK_FD}>&-
 }
 
 cluster_status() {
     local node pid running=0
     echo "bootstrap $CLUSTER_BOOTSTRAP, run directory $CLUSTER_DIR"
-    for ((node = 1; node <= NODE_COUNT; node++)); do
+    for ((node = CONTROLLER_ID; node <= NODE_COUNT; node++)); do
         select_node "$node"
         if pid=$(read_broker_pid 2>/dev/null); then
-            echo "node $node running: pid $pid, broker $LOCAL_BOOTSTRAP, controller 127.0.0.1:$KAFKA_CONTROLLER_PORT"
+            echo "$NODE_NAME running: pid $pid, port $KAFKA_PORT"
             running=$((running + 1))
         else
-            echo "node $node not running"
+            echo "$NODE_NAME not running"
         fi
     done
-    ((running == NODE_COUNT)) || return 3
+    ((running == NODE_COUNT + 1)) || return 3
 }
 
 cluster_kill() {
@@ -336,13 +376,13 @@ cluster_kill() {
     select_node "$1"
     local pid
     if ! pid=$(read_broker_pid); then
-        log "node $1 is not running; nothing to kill"
+        log "broker $1 is not running; nothing to kill"
         return 0
     fi
     kill -KILL "$pid"
-    wait_for_exit "$pid" 10 || die "node $1 (pid $pid) still runs 10 s after SIGKILL"
+    wait_for_exit "$pid" 10 || die "broker $1 (pid $pid) still runs 10 s after SIGKILL"
     rm -f "$PID_FILE"
-    log "killed node $1 (pid $pid)"
+    log "killed broker $1 (pid $pid)"
     exec {UP_LOCK_FD}>&-
 }
 
@@ -352,10 +392,11 @@ cluster_start() {
     cmd_fetch
     lock_cluster
     local started_at=$SECONDS
+    ensure_controller
     select_node "$1"
     start_node_process
     wait_until_registered "$1"
-    log "node $1 registered after $((SECONDS - started_at)) s"
+    log "broker $1 registered after $((SECONDS - started_at)) s"
     exec {UP_LOCK_FD}>&-
 }
 

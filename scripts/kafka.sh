@@ -112,6 +112,8 @@ LOG_FILE="$RUN_DIR/broker.log"
 PID_FILE="$RUN_DIR/broker.pid"
 
 LOCAL_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+# What to do when the storage format fails.
+RESET_HINT="delete $RUN_DIR and rerun 'scripts/kafka.sh up'"
 ACTIVE_BOOTSTRAP=${KAFKA_BOOTSTRAP:-$LOCAL_BOOTSTRAP}
 
 # ---------------------------------------------------------------------------
@@ -272,21 +274,33 @@ auto.create.topics.enable=false
 EOF
 }
 
-# Formats the data directory unless it contains meta.properties, which a
-# format writes.
+# Formats DATA_DIR for the node configured in CONFIG_FILE unless it
+# contains meta.properties, which a format writes. With $1 empty the format
+# picks a new cluster id. Else the id comes from file $1, written by the
+# first format, so that the nodes of a cluster share it.
+# scripts/kafka-cluster.sh calls this for each of its nodes, with its own
+# RESET_HINT.
 format_storage_once() {
+    local cluster_id_file=$1
     if [[ -f $DATA_DIR/meta.properties ]]; then
         return 0
     fi
     local cluster_id
-    cluster_id=$(run_tool_class kafka.tools.StorageTool random-uuid)
+    if [[ -z $cluster_id_file ]]; then
+        cluster_id=$(run_tool_class kafka.tools.StorageTool random-uuid)
+    else
+        if [[ ! -s $cluster_id_file ]]; then
+            run_tool_class kafka.tools.StorageTool random-uuid >"$cluster_id_file"
+        fi
+        cluster_id=$(<"$cluster_id_file")
+    fi
     log "formatting $DATA_DIR with cluster id $cluster_id"
     # The static quorum of controller.quorum.voters needs no --standalone,
     # and the controller port can change between runs without a reformat.
     if ! run_tool_class kafka.tools.StorageTool format \
         --config "$CONFIG_FILE" --cluster-id "$cluster_id" >>"$LOG_FILE" 2>&1; then
         tail -n 40 "$LOG_FILE" >&2
-        die "failed to format the Kafka storage in $DATA_DIR (output above, full log in $LOG_FILE); delete $RUN_DIR and rerun 'scripts/kafka.sh up'"
+        die "failed to format the Kafka storage in $DATA_DIR (output above, full log in $LOG_FILE); $RESET_HINT"
     fi
 }
 
@@ -384,7 +398,7 @@ start_local_broker() {
         mv "$LOG_FILE" "$LOG_FILE.1"
     fi
     write_config
-    format_storage_once
+    format_storage_once ""
 
     local started_at=$SECONDS
     start_broker_process
