@@ -19,8 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::kafka::{
-    bootstrap, committed_and_end_at, create_replicated_topics, read_to_end_at, unique_name,
-    Received, TestTopics,
+    bootstrap, committed_and_end_at, create_topics_at, read_to_end_at, unique_name, Received,
+    TestTopics,
 };
 use crate::util::{
     binary, canonical_json, corpus, corpus_outcomes, default_plugin, sigkill_seed,
@@ -232,9 +232,9 @@ impl Pipeline {
             dlq: unique_name(&format!("{label}-dlq")),
         };
         let names = [&topics.raw, &topics.enriched, &topics.dlq].map(String::as_str);
-        create_replicated_topics(&bootstrap, &names, PARTITIONS, 1, &[]);
+        create_topics_at(&bootstrap, &names, PARTITIONS, 1, &[]);
         let sink_dlq = unique_name(&format!("{label}-sink-dlq"));
-        create_replicated_topics(&bootstrap, &[&sink_dlq], 1, 1, &[]);
+        create_topics_at(&bootstrap, &[&sink_dlq], 1, 1, &[]);
         let dir = tempfile::tempdir().expect("temp dir");
         let log_path = dir.path().join("access.log");
         std::fs::write(&log_path, b"").expect("create followed file");

@@ -75,29 +75,7 @@ pub fn create_topics(names: &[&str], partitions: i32) {
 /// `config` (for example `("max.message.bytes", "2000")`), and waits until
 /// they exist.
 pub fn create_topics_with_config(names: &[&str], partitions: i32, config: &[(&str, &str)]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("create admin client");
-    let new_topics: Vec<NewTopic<'_>> = names
-        .iter()
-        .map(|name| {
-            let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-            config
-                .iter()
-                .fold(topic, |topic, (key, value)| topic.set(key, value))
-        })
-        .collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("build runtime");
-    let results = runtime
-        .block_on(admin.create_topics(&new_topics, &AdminOptions::new()))
-        .unwrap_or_else(|error| panic!("failed to create topics on {}: {error}", bootstrap()));
-    for result in results {
-        result.unwrap_or_else(|(topic, code)| panic!("failed to create topic {topic}: {code}"));
-    }
+    create_topics_at(&bootstrap(), names, partitions, 1, config);
 }
 
 /// One record read back from a topic.
@@ -270,7 +248,7 @@ pub fn committed_and_end_at(
 /// Creates topics at `bootstrap` with the admin API, each with `partitions`
 /// partitions of `replication_factor` replicas and the topic settings in
 /// `config`, and fails the test if one already exists or is rejected.
-pub fn create_replicated_topics(
+pub fn create_topics_at(
     bootstrap: &str,
     names: &[&str],
     partitions: i32,
