@@ -30,12 +30,6 @@ impl Pipeline {
         matches!(self.enricher, Enricher::Host { .. })
     }
 
-    /// Whether a sink reads the output (the passthrough's raw copies are
-    /// not JSON, so the sink would dead-letter each of them).
-    pub(crate) fn has_sink(&self) -> bool {
-        self.enricher != Enricher::Passthrough
-    }
-
     pub(crate) fn is_seed(&self) -> bool {
         self.enricher == Enricher::Seed
     }

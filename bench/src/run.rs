@@ -3,8 +3,9 @@
 //! First each stage drains a backlog on its own: the shipper ships the
 //! replay file, each enrichment stage consumes that raw topic into topics
 //! of its own, and the sink writes the at-least-once host's output to a
-//! file. Then each pipeline runs whole, all stages at once on fresh
-//! topics, and while it still runs the latency producer offers lines at a
+//! file. Then each pipeline runs from the file to its output topic, the
+//! shipper and the enrichment stage at once on fresh topics, and while the
+//! enrichment stage still runs the latency producer offers lines at a
 //! fixed rate. The seed pipeline gets the first `--seed-lines` lines of
 //! the same file.
 
@@ -349,55 +350,33 @@ impl Bench {
         Ok(())
     }
 
-    /// Runs all stages of `pipeline` at once on fresh topics, then measures
-    /// its latency while it still runs.
+    /// Runs the shipper and the enrichment stage of `pipeline` at once on
+    /// fresh topics, from the file to the output topic, then measures its
+    /// latency while the enrichment stage still runs. The sink is measured
+    /// alone only: the passthrough's raw copies are not JSON for a sink.
     fn whole_pipeline(&mut self, pipeline: &Pipeline) -> anyhow::Result<PipelineResult> {
         let lines = self.input_lines(pipeline);
         let topics = self.create_topics(&format!("e2e-{}", pipeline.name))?;
-        let enrich_group = format!("{}-{}-e2e", self.run_id, pipeline.name);
-        let sink_group = format!("{}-{}-e2e-sink", self.run_id, pipeline.name);
-        let output = self
-            .args
-            .out_dir
-            .join(format!("{}-e2e-sink.jsonl", pipeline.name));
-        remove_if_present(&output)?;
-
+        let group = format!("{}-{}-e2e", self.run_id, pipeline.name);
         let name = format!("{}-e2e", pipeline.name);
-        let command = self.programs.enricher(pipeline, &topics, &enrich_group)?;
+        let command = self.programs.enricher(pipeline, &topics, &group)?;
         let mut enricher = StageProcess::spawn(&format!("{name}-enrich"), command, &self.log_dir)?;
-        let mut sink = match pipeline.has_sink() {
-            true => Some(StageProcess::spawn(
-                &format!("{name}-sink"),
-                self.programs.sink(pipeline, &topics, &sink_group, &output),
-                &self.log_dir,
-            )?),
-            false => None,
-        };
-        let mut counter = LineCounter::new(output.clone());
 
-        // One line through every stage first, so that group joins and
+        // One line through the stage first, so that the group join and
         // plugin loading are not part of the timed run.
         self.probe.produce_lines(&topics.raw, &self.sample[..1])?;
         let warm_up = WatchOptions {
             timeout: self.timeout(),
             stable_for: Duration::ZERO,
         };
-        let mut running: Vec<&mut StageProcess> = Vec::new();
-        running.push(&mut enricher);
-        if let Some(sink) = sink.as_mut() {
-            running.push(sink);
-        }
         let probe = &mut self.probe;
         watch(
             &format!("{name} warm-up"),
-            &mut running,
+            &mut [&mut enricher],
             None,
             &warm_up,
             || {
-                let records = match pipeline.has_sink() {
-                    true => counter.count()?,
-                    false => probe.committed(&enrich_group, &topics.raw)?,
-                };
+                let records = probe.end_offsets(&topics.enriched)?;
                 Ok(Progress {
                     records,
                     complete: records >= 1,
@@ -414,47 +393,35 @@ impl Bench {
         let shipper = StageProcess::spawn(&format!("{name}-ship"), ship_command, &self.log_dir)?;
         let options = WatchOptions {
             timeout: self.timeout(),
-            stable_for: if pipeline.has_sink() && !has_exact_end(pipeline) {
-                Duration::from_secs(1)
-            } else {
-                Duration::ZERO
-            },
+            stable_for: stable_for(pipeline),
         };
         let probe = &mut self.probe;
-        let measured = watch(&name, &mut running, None, &options, || {
-            let enriched_all = probe.committed(&enrich_group, &topics.raw)? > lines;
-            if !pipeline.has_sink() {
-                let records = probe.committed(&enrich_group, &topics.raw)?;
-                return Ok(Progress {
-                    records,
-                    complete: records > lines,
-                });
-            }
-            let records = counter.count()?;
-            let sink_done =
-                !has_exact_end(pipeline) || records >= probe.end_offsets(&topics.enriched)?;
-            Ok(Progress {
-                records,
-                complete: enriched_all && sink_done,
-            })
+        let measured = watch(&name, &mut [&mut enricher], None, &options, || {
+            enrich_progress(probe, pipeline, &topics, &group, lines + 1)
         })?;
         shipper.wait(self.timeout())?;
         let seconds = measured.finished_at.duration_since(started).as_secs_f64();
 
         // Counts exclude the warm-up line, which every pipeline enriches.
-        let delivered = match pipeline.has_sink() {
-            true => LineCounter::new(output).count()? - 1,
-            false => self.probe.end_offsets(&topics.enriched)? - 1,
-        };
-        let not_enriched = match pipeline.enricher {
+        let (enriched, not_enriched) = match pipeline.enricher {
             Enricher::Host {
                 exactly_once: true, ..
-            } => self.probe.count_records(&topics.dlq)?,
-            Enricher::Host { .. } => self.probe.end_offsets(&topics.dlq)?,
-            Enricher::Passthrough => 0,
+            } => (
+                self.probe.count_records(&topics.enriched)?,
+                self.probe.count_records(&topics.dlq)?,
+            ),
+            Enricher::Host { .. } => (
+                self.probe.end_offsets(&topics.enriched)?,
+                self.probe.end_offsets(&topics.dlq)?,
+            ),
+            Enricher::Passthrough => (self.probe.end_offsets(&topics.enriched)?, 0),
             // The seed drops what it cannot parse, with a log line.
-            Enricher::Seed => lines.saturating_sub(delivered),
+            Enricher::Seed => {
+                let enriched = self.probe.end_offsets(&topics.enriched)?;
+                (enriched, (lines + 1).saturating_sub(enriched))
+            }
         };
+        let delivered = enriched.saturating_sub(1);
         anyhow::ensure!(
             delivered + not_enriched == lines,
             "{name}: {delivered} delivered + {not_enriched} not enriched, expected {lines}"
@@ -486,9 +453,6 @@ impl Bench {
             "latency measured"
         );
         enricher.stop()?;
-        if let Some(sink) = sink {
-            sink.stop()?;
-        }
         Ok(PipelineResult {
             name: pipeline.name.to_string(),
             label: pipeline.label.to_string(),
@@ -513,19 +477,6 @@ impl Bench {
         println!("{markdown}");
         Ok(())
     }
-}
-
-/// Tells whether the enriched topic's end offsets count its records, so that the
-/// sink is known to be done when its file has that many lines. Not so for
-/// transactions (markers take offsets) or the seed (skipped lines).
-fn has_exact_end(pipeline: &Pipeline) -> bool {
-    matches!(
-        pipeline.enricher,
-        Enricher::Host {
-            exactly_once: false,
-            ..
-        }
-    )
 }
 
 /// Returns how long a stage's count must stay unchanged before it counts
