@@ -51,8 +51,12 @@ const OUTAGE: Duration = Duration::from_secs(20);
 const MESSAGE_TIMEOUT_MS: &str = "180000";
 
 /// librdkafka's delivery timeout for the probe record, short because the
-/// probe is meant to fail.
-const PROBE_MESSAGE_TIMEOUT_MS: &str = "5000";
+/// probe is meant to fail. A broker that has handed out no producer id yet
+/// answers the idempotent producer's first request with
+/// COORDINATOR_LOAD_IN_PROGRESS while it fetches a block of ids from the
+/// controller, which once took over 8 s here, so 10 s leaves room for
+/// retries after that.
+const PROBE_MESSAGE_TIMEOUT_MS: &str = "10000";
 
 /// Text of librdkafka 2.12's debug line for a produce request that the
 /// leader rejected with NOT_ENOUGH_REPLICAS and that librdkafka retries.
