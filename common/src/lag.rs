@@ -180,7 +180,7 @@ pub struct LagArgs {
     kafka: KafkaArgs,
 
     /// Consumer group whose lag to show.
-    #[arg(long)]
+    #[arg(long, value_parser = clap::builder::NonEmptyStringValueParser::new())]
     group: String,
 
     /// Topic to show; repeat for several. Default: every topic on which the
@@ -280,6 +280,18 @@ pub fn group_lag(
             .map(|lag| lag.topic.clone())
             .collect();
         lags.retain(|lag| committed_topics.contains(&lag.topic));
+    }
+    // A typo in the group id must not read as "no lag" to a monitor.
+    if !lags.iter().any(|lag| lag.committed.is_some()) {
+        let scope = match topics.is_empty() {
+            true => "any topic".to_string(),
+            false => format!("{topics:?}"),
+        };
+        anyhow::bail!(
+            "consumer group {group:?} has no committed offset on {scope} at {servers}; \
+             check the group id (`scripts/kafka.sh tool consumer-groups --list` lists the \
+             groups) or wait for the group's first commit"
+        );
     }
     lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     Ok(lags)

@@ -82,13 +82,29 @@ fn lag_matches_kafka_tool() {
     assert_eq!(lines[4], "total lag: 6");
 }
 
-/// A group that does not exist has no commits, so it has no topics to show
-/// and an empty table.
+/// A group without a single commit, such as a misspelt one, is an error
+/// naming the group, not an empty table that reads as no lag.
 #[test]
-fn lag_of_unknown_group_is_empty() {
-    let output = lag_json(&["--group", &unique_name("lag-none")]);
-    assert!(output.rows.is_empty());
-    assert_eq!(output.total, 0);
+fn lag_of_unknown_group_fails() {
+    let group = unique_name("lag-none");
+    let output = run(&mut lag_command(&["--group", &group]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("consumer group {group:?} has no committed offset")),
+        "{stderr}"
+    );
+    assert!(stderr.contains("consumer-groups --list"), "{stderr}");
+}
+
+/// An empty group id is rejected before any connection.
+#[test]
+fn lag_of_empty_group_is_invalid() {
+    let output = run(&mut lag_command(&["--group", ""]));
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--group"), "{stderr}");
 }
 
 /// Commits [`COMMITS`] for `group` from a consumer that never joins it.
