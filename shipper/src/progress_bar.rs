@@ -72,6 +72,8 @@ pub(crate) struct ProgressArgs {
 #[derive(Debug)]
 pub(crate) struct Counters {
     lines_read: AtomicU64,
+    /// Bytes of every line read, over all files, with their `\n`.
+    bytes_read: AtomicU64,
     /// Byte offset in its file after the last line read.
     read_offset: AtomicU64,
     lines_acknowledged: AtomicU64,
@@ -82,6 +84,7 @@ pub(crate) struct Counters {
 /// Counts of this process's shipment.
 pub(crate) static COUNTERS: Counters = Counters {
     lines_read: AtomicU64::new(0),
+    bytes_read: AtomicU64::new(0),
     read_offset: AtomicU64::new(0),
     lines_acknowledged: AtomicU64::new(0),
     bytes_acknowledged: AtomicU64::new(0),
@@ -89,9 +92,11 @@ pub(crate) static COUNTERS: Counters = Counters {
 };
 
 impl Counters {
-    /// Stores the count of lines read and the file offset after the last.
-    pub(crate) fn set_read(&self, lines: u64, offset: u64) {
+    /// Stores the counts of lines and bytes read, over all files, and the
+    /// offset in its file after the last line.
+    pub(crate) fn set_read(&self, lines: u64, bytes: u64, offset: u64) {
         self.lines_read.store(lines, Ordering::Relaxed);
+        self.bytes_read.store(bytes, Ordering::Relaxed);
         self.read_offset.store(offset, Ordering::Relaxed);
     }
 
@@ -108,6 +113,7 @@ impl Counters {
         Snapshot {
             at: Instant::now(),
             lines_read: self.lines_read.load(Ordering::Relaxed),
+            bytes_read: self.bytes_read.load(Ordering::Relaxed),
             read_offset: self.read_offset.load(Ordering::Relaxed),
             lines_acknowledged: self.lines_acknowledged.load(Ordering::Relaxed),
             bytes_acknowledged: self.bytes_acknowledged.load(Ordering::Relaxed),
@@ -121,10 +127,38 @@ impl Counters {
 struct Snapshot {
     at: Instant,
     lines_read: u64,
+    bytes_read: u64,
     read_offset: u64,
     lines_acknowledged: u64,
     bytes_acknowledged: u64,
     lines_dead_lettered: u64,
+}
+
+/// Rates between two snapshots, per second.
+#[derive(Debug, PartialEq)]
+struct Rates {
+    lines_acknowledged: f64,
+    bytes_read: f64,
+}
+
+impl Rates {
+    /// Computes the rates from `since` to `now`. Bytes count from the
+    /// total read, not from the offset, which starts again at 0 in a new
+    /// file after a rotation.
+    fn between(since: &Snapshot, now: &Snapshot) -> Self {
+        let seconds = now.at.duration_since(since.at).as_secs_f64();
+        let per_second = |from: u64, to: u64| {
+            if seconds > 0.0 {
+                to.saturating_sub(from) as f64 / seconds
+            } else {
+                0.0
+            }
+        };
+        Self {
+            lines_acknowledged: per_second(since.lines_acknowledged, now.lines_acknowledged),
+            bytes_read: per_second(since.bytes_read, now.bytes_read),
+        }
+    }
 }
 
 /// The task that shows progress, until [`ProgressReporter::finish`].
@@ -221,16 +255,8 @@ async fn log_lines(file: PathBuf, follow: bool, interval: Duration, stop: Cancel
 
 /// Logs one progress line with the rates between `since` and `now`.
 fn log_progress(file: &Path, follow: bool, since: &Snapshot, now: &Snapshot, last: bool) {
-    let seconds = now.at.duration_since(since.at).as_secs_f64();
-    let per_second = |from: u64, to: u64| {
-        if seconds > 0.0 {
-            to.saturating_sub(from) as f64 / seconds
-        } else {
-            0.0
-        }
-    };
-    let lines_per_second = per_second(since.lines_acknowledged, now.lines_acknowledged);
-    let read_bytes_per_second = per_second(since.read_offset, now.read_offset);
+    let rates = Rates::between(since, now);
+    let read_bytes_per_second = rates.bytes_read;
     let size = file_size(file);
     let percent = size.map(|size| percent_of(now.read_offset, size));
     let eta_secs = match size {
@@ -249,7 +275,7 @@ fn log_progress(file: &Path, follow: bool, since: &Snapshot, now: &Snapshot, las
         offset = now.read_offset,
         size,
         percent,
-        lines_per_second = rounded(lines_per_second),
+        lines_per_second = rounded(rates.lines_acknowledged),
         read_bytes_per_second = rounded(read_bytes_per_second),
         eta_secs,
         last,
@@ -282,6 +308,38 @@ fn rounded(value: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn snapshot(at: Instant, lines: u64, bytes: u64, offset: u64) -> Snapshot {
+        Snapshot {
+            at,
+            lines_read: lines,
+            bytes_read: bytes,
+            read_offset: offset,
+            lines_acknowledged: lines,
+            bytes_acknowledged: bytes,
+            lines_dead_lettered: 0,
+        }
+    }
+
+    #[test]
+    fn byte_rate_counts_rotated_files() {
+        // 1000 lines of 200 bytes in two files: the offset in the second
+        // file is only 40000 bytes at the end.
+        let start = Instant::now();
+        let since = snapshot(start, 0, 0, 0);
+        let now = snapshot(start + Duration::from_secs(2), 1000, 200_000, 40_000);
+        let rates = Rates::between(&since, &now);
+        assert_eq!(rates.lines_acknowledged, 500.0);
+        assert_eq!(rates.bytes_read, 100_000.0);
+    }
+
+    #[test]
+    fn rates_of_no_time_are_zero() {
+        let at = Instant::now();
+        let rates = Rates::between(&snapshot(at, 0, 0, 0), &snapshot(at, 5, 50, 50));
+        assert_eq!(rates.lines_acknowledged, 0.0);
+        assert_eq!(rates.bytes_read, 0.0);
+    }
 
     #[test]
     fn percent_is_rounded_to_one_decimal() {

@@ -101,6 +101,8 @@ pub(crate) struct Shipment<'a> {
     /// Generation and path of the file whose lines arrive now.
     current: Option<(u64, Arc<Path>)>,
     lines_read: u64,
+    /// Bytes of the lines read, with their `\n`, over all files.
+    bytes_read: u64,
     pub(crate) counts: Counts,
     /// Lowest failed line and its error.
     pub(crate) first_failure: Option<Failure>,
@@ -126,6 +128,7 @@ impl<'a> Shipment<'a> {
             alone: VecDeque::new(),
             current: None,
             lines_read: 0,
+            bytes_read: 0,
             counts: Counts::default(),
             first_failure: None,
             batch_rejection_logged: false,
@@ -273,13 +276,14 @@ impl<'a> Shipment<'a> {
         shutdown: &CancellationToken,
     ) -> Result<(), Stop> {
         self.lines_read += 1;
+        self.bytes_read += line.end - line.start;
         let path = match &self.current {
             Some((current, path)) if *current == generation => Arc::clone(path),
             _ => Arc::from(self.config.file.as_path()),
         };
         let sequence = self.progress.send(generation, line.end);
         crate::metrics::record_line_read(&path, line.end - line.start, line.end);
-        progress_bar::COUNTERS.set_read(self.lines_read, line.end);
+        progress_bar::COUNTERS.set_read(self.lines_read, self.bytes_read, line.end);
         let info = Arc::new(LineInfo {
             sequence,
             number: self.lines_read,
