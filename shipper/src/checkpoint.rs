@@ -7,10 +7,16 @@
 //! A reader therefore sees the old or the new checkpoint, never a mix.
 //! Which offsets go in is decided by `progress`; matching them to files at
 //! start by `follow`.
+//!
+//! One shipper at a time uses a checkpoint, because it takes an exclusive
+//! lock on `<checkpoint>.lock` for its lifetime ([`CheckpointLock`]). A
+//! second shipper on the same checkpoint fails at start, instead of
+//! shipping the same lines and overwriting the first one's offsets.
 
-use std::fs;
+use std::ffi::OsString;
+use std::fs::{self, File, TryLockError};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
@@ -103,6 +109,46 @@ impl Checkpoint {
         durable::replace_file(path, &content)
             .with_context(|| format!("failed to store checkpoint {path:?}"))
     }
+}
+
+/// Exclusive lock on `<checkpoint>.lock`, held until dropped. The operating
+/// system releases it when the process ends, even after SIGKILL, so a stale
+/// lock file left behind never blocks a restart.
+// NOTE: the lock file stays after the run. Removing it would let a shipper
+// that opened it just before the removal lock a file no other shipper sees.
+#[derive(Debug)]
+pub(crate) struct CheckpointLock {
+    _file: File,
+}
+
+impl CheckpointLock {
+    /// Locks the checkpoint at `checkpoint`. Fails, naming the lock file,
+    /// when another process holds the lock or the file cannot be created.
+    pub(crate) fn acquire(checkpoint: &Path) -> anyhow::Result<Self> {
+        let path = lock_path(checkpoint);
+        let file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("failed to open checkpoint lock file {path:?}"))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _file: file }),
+            Err(TryLockError::WouldBlock) => bail!(
+                "checkpoint {checkpoint:?} is in use: another shipper holds the lock on                  {path:?}; stop that shipper, or give this one its own --checkpoint"
+            ),
+            Err(TryLockError::Error(error)) => {
+                Err(error).with_context(|| format!("failed to lock checkpoint lock file {path:?}"))
+            }
+        }
+    }
+}
+
+/// Returns `<checkpoint>.lock`.
+fn lock_path(checkpoint: &Path) -> PathBuf {
+    let mut name = OsString::from(checkpoint.as_os_str());
+    name.push(".lock");
+    PathBuf::from(name)
 }
 
 #[cfg(test)]
@@ -198,5 +244,21 @@ mod tests {
         checkpoint.store(&path).expect("store");
         let error = Checkpoint::load(&path, &log).expect_err("unknown version");
         assert!(format!("{error:#}").contains("version 99"), "{error:#}");
+    }
+
+    #[test]
+    fn second_lock_is_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let checkpoint = dir.path().join("shipper.checkpoint");
+        let held = CheckpointLock::acquire(&checkpoint).expect("first lock");
+
+        let error = CheckpointLock::acquire(&checkpoint).expect_err("lock is held");
+        let message = format!("{error:#}");
+        assert!(message.contains("shipper.checkpoint.lock"), "{message}");
+        assert!(message.contains("another shipper"), "{message}");
+        assert!(message.contains("its own --checkpoint"), "{message}");
+
+        drop(held);
+        CheckpointLock::acquire(&checkpoint).expect("lock is free again");
     }
 }

@@ -77,6 +77,18 @@ pub(crate) struct Cli {
     #[arg(long, env = "WEBLOG_SHIPPER_CHECKPOINT", value_name = "PATH")]
     pub(crate) checkpoint: Option<PathBuf>,
 
+    /// Treat the file as complete: also send a last line without '\n' and
+    /// move the checkpoint past it. Without it, a run with --checkpoint
+    /// leaves such a line for the next run, because the writer may still be
+    /// writing it. Use it once a log file is no longer written to.
+    #[arg(
+        long = "final",
+        env = "WEBLOG_SHIPPER_FINAL",
+        requires = "checkpoint",
+        conflicts_with = "follow"
+    )]
+    pub(crate) final_run: bool,
+
     /// Milliseconds between two checkpoint writes while lines are
     /// acknowledged.
     #[arg(
@@ -150,6 +162,9 @@ pub(crate) struct Config {
     pub(crate) follow: bool,
     /// Checkpoint file, if any.
     pub(crate) checkpoint: Option<PathBuf>,
+    /// Whether a one-shot run with a checkpoint sends a last line without
+    /// `\n` too.
+    pub(crate) final_run: bool,
     /// Time between two checkpoint writes.
     pub(crate) checkpoint_interval: Duration,
     /// Time between two looks at a followed file without new data.
@@ -210,6 +225,7 @@ impl TryFrom<Cli> for Config {
             topic: cli.topic,
             follow: cli.follow,
             checkpoint: cli.checkpoint,
+            final_run: cli.final_run,
             checkpoint_interval: Duration::from_millis(cli.checkpoint_interval_ms),
             poll_interval: Duration::from_millis(cli.poll_interval_ms),
             oversize: cli.oversize,
@@ -222,6 +238,16 @@ impl TryFrom<Cli> for Config {
             progress: cli.progress,
             admin_addr: cli.admin.validated_addr()?,
         })
+    }
+}
+
+impl Config {
+    /// Returns whether a one-shot read leaves a last line without `\n` in
+    /// the file for the next run: only a run that resumes from a checkpoint
+    /// can send it later, and only one without --final. A run without a
+    /// checkpoint reads the whole file each time, so it sends that line.
+    pub(crate) fn leave_partial_line(&self) -> bool {
+        self.checkpoint.is_some() && !self.final_run
     }
 }
 
@@ -326,6 +352,37 @@ mod tests {
             error.to_string().contains("--oversize-keep-bytes 1000"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn checkpoint_leaves_partial_line() {
+        let without = Config::try_from(parse(&["--file", "a.log"]).expect("flags are valid"));
+        assert!(!without.expect("valid").leave_partial_line());
+        let args = ["--file", "a.log", "--checkpoint", "a.ckpt"];
+        let with = Config::try_from(parse(&args).expect("flags are valid")).expect("valid");
+        assert!(with.leave_partial_line());
+        let args = ["--file", "a.log", "--checkpoint", "a.ckpt", "--final"];
+        let last = Config::try_from(parse(&args).expect("flags are valid")).expect("valid");
+        assert!(!last.leave_partial_line());
+    }
+
+    #[test]
+    fn final_needs_checkpoint_and_no_follow() {
+        let error = parse(&["--file", "a.log", "--final"]).expect_err("no --checkpoint");
+        assert_eq!(
+            error.kind(),
+            clap::error::ErrorKind::MissingRequiredArgument
+        );
+        let args = [
+            "--file",
+            "a.log",
+            "--checkpoint",
+            "c",
+            "--follow",
+            "--final",
+        ];
+        let error = parse(&args).expect_err("--final with --follow");
+        assert_eq!(error.kind(), clap::error::ErrorKind::ArgumentConflict);
     }
 
     #[test]

@@ -23,6 +23,8 @@
 //! Bytes after the last `\n` wait for their `\n` while the file is
 //! followed. They are sent as a final line when the file ends for good: at
 //! the end of a one-shot read, or when a rotated or truncated file is left.
+//! A resumable one-shot read ([`Follower::leave_partial_line`]) leaves them
+//! in the file at the path instead, for the next run to read whole.
 //! A line appended to a rotated file after the follower moved on to the new
 //! file is not read, as with `tail -F`.
 
@@ -68,8 +70,10 @@ pub(crate) enum SourceEvent {
     },
     /// One line of a generation.
     Line { generation: u64, line: Line },
-    /// The one-shot read reached the end of the file.
-    End,
+    /// The one-shot read reached the end of the file. The last
+    /// `unterminated_bytes` of the file at the path, after its last `\n`,
+    /// were left unread (see [`Follower::leave_partial_line`]).
+    End { unterminated_bytes: u64 },
     /// Reading failed. Nothing follows.
     Failed(anyhow::Error),
 }
@@ -126,6 +130,11 @@ pub(crate) struct Follower {
     /// Whether the last step was idle, so the path is checked before the
     /// next read.
     woke_from_idle: bool,
+    /// Whether a one-shot read leaves the bytes after the last `\n` of the
+    /// file at the path unread.
+    leave_partial_line: bool,
+    /// Count of the bytes it left.
+    unterminated_bytes: u64,
 }
 
 impl Follower {
@@ -147,7 +156,18 @@ impl Follower {
             next_generation: 1,
             absence_logged: false,
             woke_from_idle: false,
+            leave_partial_line: false,
+            unterminated_bytes: 0,
         }
+    }
+
+    /// Makes a one-shot read leave the bytes after the last `\n` of the file
+    /// at the path unread, because its writer may still be writing that
+    /// line, so that a run that resumes from a checkpoint reads it whole.
+    /// Rotated files are still read to their last byte.
+    pub(crate) fn leave_partial_line(mut self, leave: bool) -> Self {
+        self.leave_partial_line = leave;
+        self
     }
 
     /// Starts the reader thread, which sends events to the returned
@@ -177,10 +197,12 @@ impl Follower {
                     std::thread::sleep(poll_interval);
                     continue;
                 }
-                Ok(Step::Finished) => SourceEvent::End,
+                Ok(Step::Finished) => SourceEvent::End {
+                    unterminated_bytes: self.unterminated_bytes,
+                },
                 Err(error) => SourceEvent::Failed(error),
             };
-            let last = matches!(event, SourceEvent::End | SourceEvent::Failed(_));
+            let last = matches!(event, SourceEvent::End { .. } | SourceEvent::Failed(_));
             if sender.blocking_send(event).is_err() || last {
                 return;
             }
@@ -369,13 +391,14 @@ impl Follower {
     }
 
     /// Ends the current file, sending its bytes after the last `\n` as a
-    /// final line.
+    /// final line, unless they are left for the next run.
     fn close_current(&mut self) -> anyhow::Result<()> {
-        if let Some(line) = self
-            .current
-            .as_mut()
-            .and_then(|log| log.reader.take_partial())
-        {
+        let Some(current) = self.current.as_mut() else {
+            return Ok(());
+        };
+        if current.at_path && self.leave_partial_line {
+            self.unterminated_bytes = current.reader.partial_bytes();
+        } else if let Some(line) = current.reader.take_partial() {
             self.push_line(line)?;
         }
         self.current = None;
@@ -541,6 +564,21 @@ mod tests {
         );
         append(&path, b"o\n");
         assert_eq!(drain(&mut follower), vec![line(1, "two")]);
+    }
+
+    #[test]
+    fn resumable_one_shot_leaves_partial_line() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("access.log");
+        append(&path, b"one\ntwo");
+        let starts = plan_start(&path, None, false).expect("plan");
+        let mut follower = Follower::new(&path, false, 100, starts).leave_partial_line(true);
+        assert_eq!(
+            drain(&mut follower),
+            vec![Seen::Opened(1, 0), line(1, "one")]
+        );
+        assert!(matches!(follower.step().expect("step"), Step::Finished));
+        assert_eq!(follower.unterminated_bytes, 3);
     }
 
     #[test]

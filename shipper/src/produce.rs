@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use weblog_common::admin::{health, AdminServer};
 use weblog_common::LoggingContext;
 
-use crate::checkpoint::Checkpoint;
+use crate::checkpoint::{Checkpoint, CheckpointLock};
 use crate::config::Config;
 use crate::follow::Follower;
 use crate::oversize::OversizePolicy;
@@ -44,6 +44,8 @@ pub(crate) struct ShipSummary {
     pub(crate) dlq_topic: String,
     /// Time from the first send to the last acknowledgement.
     pub(crate) elapsed: Duration,
+    /// Bytes of a last line without `\n` that were left for the next run.
+    pub(crate) unterminated_bytes: u64,
 }
 
 impl fmt::Display for ShipSummary {
@@ -67,6 +69,13 @@ impl fmt::Display for ShipSummary {
                 self.dead_lettered, self.dlq_topic
             )?;
         }
+        if self.unterminated_bytes > 0 {
+            write!(
+                f,
+                "; left {} bytes of an unterminated last line for the next run",
+                self.unterminated_bytes
+            )?;
+        }
         Ok(())
     }
 }
@@ -86,6 +95,12 @@ pub(crate) async fn ship(
 ) -> anyhow::Result<ShipSummary> {
     let log_file = std::path::absolute(&config.file)
         .with_context(|| format!("failed to resolve log file path {:?}", config.file))?;
+    // The lock is held until the run ends, so that no other shipper ships
+    // from the same checkpoint meanwhile.
+    let _lock = match &config.checkpoint {
+        Some(path) => Some(CheckpointLock::acquire(path)?),
+        None => None,
+    };
     let saved = match &config.checkpoint {
         Some(path) => Checkpoint::load(path, &log_file)?,
         None => None,
@@ -121,7 +136,8 @@ pub(crate) async fn ship(
         "shipping log file"
     );
 
-    let follower = Follower::new(&config.file, config.follow, config.max_line_bytes, starts);
+    let follower = Follower::new(&config.file, config.follow, config.max_line_bytes, starts)
+        .leave_partial_line(config.leave_partial_line());
     let mut events = follower.spawn(config.poll_interval)?;
     let started = Instant::now();
     let mut shipment = Shipment::new(producer, config, progress);
@@ -150,8 +166,22 @@ pub(crate) async fn ship(
     }
     stored?;
     let counts = &shipment.counts;
+    let mut unterminated_bytes = 0;
     match stop {
-        Stop::EndOfFile => {}
+        Stop::EndOfFile {
+            unterminated_bytes: 0,
+        } => {}
+        Stop::EndOfFile {
+            unterminated_bytes: left,
+        } => {
+            unterminated_bytes = left;
+            tracing::info!(
+                path = ?config.file,
+                unterminated_bytes,
+                "left {unterminated_bytes} bytes of an unterminated last line for the next run; \
+                 pass --final to send them now"
+            );
+        }
         Stop::Interrupted if config.follow => {
             tracing::info!(
                 lines = counts.lines,
@@ -184,6 +214,7 @@ pub(crate) async fn ship(
         dead_lettered: counts.dead_lettered,
         dlq_topic: config.dlq_topic.clone(),
         elapsed,
+        unterminated_bytes,
     })
 }
 
@@ -644,6 +675,73 @@ mod tests {
         assert_eq!(saved.files.len(), 1);
         assert_eq!(saved.files[0].offset, 14);
         assert_eq!(saved.files[0].unacknowledged_lines, 0);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn checkpoint_leaves_partial_line() {
+        let cluster = cluster();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write_log(dir.path(), b"one\npartial");
+        let checkpoint = dir.path().join("shipper.checkpoint");
+        let checkpoint_arg = checkpoint.to_str().expect("UTF-8 path");
+        let bootstrap = cluster.bootstrap_servers();
+        let config = config(&bootstrap, &path, &["--checkpoint", checkpoint_arg]);
+
+        let first = ship(&config, &CancellationToken::new())
+            .await
+            .expect("first run");
+        assert_eq!(first.lines, 1);
+        assert_eq!(first.unterminated_bytes, 7);
+        let shown = first.to_string();
+        assert!(
+            shown.contains("left 7 bytes of an unterminated last line"),
+            "{shown}"
+        );
+        let log_file = std::path::absolute(&path).expect("absolute path");
+        let saved = Checkpoint::load(&checkpoint, &log_file)
+            .expect("load checkpoint")
+            .expect("checkpoint exists");
+        assert_eq!(saved.files[0].offset, 4);
+
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .expect("open log");
+        std::io::Write::write_all(&mut log, b" line\n").expect("append");
+        let second = ship(&config, &CancellationToken::new())
+            .await
+            .expect("second run");
+        assert_eq!(second.lines, 1);
+        assert_eq!(second.unterminated_bytes, 0);
+        let values = tokio::task::spawn_blocking(move || read_values(&bootstrap, TOPIC, 2))
+            .await
+            .expect("join reader");
+        assert_eq!(
+            values,
+            vec![Some(b"one".to_vec()), Some(b"partial line".to_vec())]
+        );
+    }
+
+    #[tokio::test]
+    async fn final_run_sends_partial_line() {
+        let cluster = cluster();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = write_log(dir.path(), b"one\nlast");
+        let checkpoint = dir.path().join("shipper.checkpoint");
+        let checkpoint_arg = checkpoint.to_str().expect("UTF-8 path");
+        let extra = ["--checkpoint", checkpoint_arg, "--final"];
+        let config = config(&cluster.bootstrap_servers(), &path, &extra);
+
+        let summary = ship(&config, &CancellationToken::new())
+            .await
+            .expect("final run");
+        assert_eq!(summary.lines, 2);
+        assert_eq!(summary.unterminated_bytes, 0);
+        let log_file = std::path::absolute(&path).expect("absolute path");
+        let saved = Checkpoint::load(&checkpoint, &log_file)
+            .expect("load checkpoint")
+            .expect("checkpoint exists");
+        assert_eq!(saved.files[0].offset, 8);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -49,8 +49,11 @@ const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(10);
 
 /// Reason the read loop stopped.
 pub(crate) enum Stop {
-    /// The one-shot read reached the end of the file.
-    EndOfFile,
+    /// The one-shot read reached the end of the file, leaving
+    /// `unterminated_bytes` of a last line without `\n` unread.
+    EndOfFile {
+        unterminated_bytes: u64,
+    },
     ReadFailed(anyhow::Error),
     SendFailed,
     Interrupted,
@@ -264,7 +267,7 @@ impl<'a> Shipment<'a> {
             SourceEvent::Line { generation, line } => {
                 self.send_line(generation, line, shutdown).await
             }
-            SourceEvent::End => Err(Stop::EndOfFile),
+            SourceEvent::End { unterminated_bytes } => Err(Stop::EndOfFile { unterminated_bytes }),
             SourceEvent::Failed(error) => Err(Stop::ReadFailed(error)),
         }
     }

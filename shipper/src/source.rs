@@ -108,11 +108,16 @@ impl<R: BufRead> LineReader<R> {
     /// Returns the pending bytes after the last `\n` as a final line, or
     /// `None` when there are none.
     pub(crate) fn take_partial(&mut self) -> Option<Line> {
-        let length = self.position - self.line_start;
+        let length = self.partial_bytes();
         if length == 0 {
             return None;
         }
         Some(self.finish_line(length))
+    }
+
+    /// Returns the count of bytes after the last `\n` read so far.
+    pub(crate) fn partial_bytes(&self) -> u64 {
+        self.position - self.line_start
     }
 
     /// Returns the offset in the file of the next byte to read, which
