@@ -100,7 +100,9 @@ impl Checkpoint {
         let checkpoint: Self = serde_json::from_slice(&content).with_context(|| {
             format!(
                 "failed to parse checkpoint {path:?}; it is replaced atomically, so it was \
-                 changed by hand or the disk is damaged"
+                 changed by hand or the disk is damaged: restore it from a backup, or move \
+                 it and its output file away to start a new output file, which the sink \
+                 fills from the consumer group's committed offsets"
             )
         })?;
         if checkpoint.version != CHECKPOINT_VERSION {
@@ -112,7 +114,12 @@ impl Checkpoint {
         }
         if checkpoint.output != output {
             bail!(
-                "invalid checkpoint {path:?}: it belongs to output file {:?}, not {output:?}",
+                "invalid checkpoint {path:?}: it belongs to output file {:?}, not {output:?}; \
+                 rename the output file and its checkpoint back (to {0:?} and \
+                 {0}.checkpoint) and pass that --output, or move this checkpoint away to \
+                 start anew: the sink then requires {output:?} to be missing or empty and \
+                 fills it from the consumer group's committed offsets, which match the \
+                 checkpoint unless a commit failed",
                 checkpoint.output
             );
         }
@@ -193,6 +200,7 @@ mod tests {
         let message = format!("{error:#}");
         assert!(message.contains("failed to parse checkpoint"), "{message}");
         assert!(message.contains("out.jsonl.checkpoint"), "{message}");
+        assert!(message.contains("restore it from a backup"), "{message}");
     }
 
     #[test]
@@ -206,6 +214,8 @@ mod tests {
         let message = format!("{error:#}");
         assert!(message.contains("\"out.jsonl\""), "{message}");
         assert!(message.contains("\"other.jsonl\""), "{message}");
+        assert!(message.contains("rename the output file"), "{message}");
+        assert!(message.contains("committed offsets"), "{message}");
     }
 
     #[test]

@@ -33,6 +33,21 @@ pub(crate) const DEFAULT_BATCH_SIZE: u64 = 1000;
 /// of a record when traffic is light.
 pub(crate) const DEFAULT_BATCH_LINGER_MS: u64 = 100;
 
+/// Max `--batch-size`. A batch is held in memory until it is written, so
+/// this bounds memory to about 1 GiB with records of 1 KiB.
+pub(crate) const MAX_BATCH_SIZE: u64 = 1_000_000;
+
+/// Max `--batch-linger-ms`: one minute. A longer wait only delays records.
+pub(crate) const MAX_BATCH_LINGER_MS: u64 = 60_000;
+
+/// Min `--rotate-bytes`: 4 KiB. Smaller files would rotate after nearly
+/// every batch, each rotation costing two renames and three fsyncs.
+pub(crate) const MIN_ROTATE_BYTES: u64 = 4096;
+
+/// Max `--rotate-interval-secs`: 10 years of 365.25 days. Larger values
+/// mean no rotation, which leaving the flag out already sets.
+pub(crate) const MAX_ROTATE_INTERVAL_SECS: u64 = 315_576_000;
+
 /// Appends the enriched records from Kafka to a JSON Lines file, one record
 /// per line, and commits their offsets only after the file is fsynced.
 #[derive(Parser, Debug)]
@@ -45,24 +60,25 @@ pub(crate) struct Cli {
     #[arg(long, env = "WEBLOG_SINK_OUTPUT", value_name = "PATH")]
     pub(crate) output: PathBuf,
 
-    /// Rotate the output file once it has at least this many bytes. The
-    /// check runs after each batch, so a file can exceed it by one batch.
-    /// Off when not given.
+    /// Rotate the output file once it has at least this many bytes, at
+    /// least 4096. The check runs after each batch, so a file can exceed
+    /// it by one batch. Off when not given.
     #[arg(
         long,
         env = "WEBLOG_SINK_ROTATE_BYTES",
         value_name = "BYTES",
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(MIN_ROTATE_BYTES..)
     )]
     pub(crate) rotate_bytes: Option<u64>,
 
     /// Rotate the output file once this many seconds have passed since its
-    /// first record was written in this run. Off when not given.
+    /// first record was written in this run, from 1 to 315576000 (10
+    /// years). Off when not given.
     #[arg(
         long,
         env = "WEBLOG_SINK_ROTATE_INTERVAL_SECS",
         value_name = "SECONDS",
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=MAX_ROTATE_INTERVAL_SECS)
     )]
     pub(crate) rotate_interval_secs: Option<u64>,
 
@@ -81,18 +97,24 @@ pub(crate) struct Cli {
     #[arg(long, env = "WEBLOG_SINK_GROUP_ID", default_value = DEFAULT_GROUP_ID)]
     pub(crate) group_id: String,
 
-    /// Max records written, fsynced and committed together.
+    /// Max records written, fsynced and committed together, from 1 to
+    /// 1000000.
     #[arg(
         long,
         env = "WEBLOG_SINK_BATCH_SIZE",
         default_value_t = DEFAULT_BATCH_SIZE,
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=MAX_BATCH_SIZE)
     )]
     pub(crate) batch_size: u64,
 
     /// Time to wait for more records after the first record of a batch, in
-    /// milliseconds.
-    #[arg(long, env = "WEBLOG_SINK_BATCH_LINGER_MS", default_value_t = DEFAULT_BATCH_LINGER_MS)]
+    /// milliseconds, from 0 to 60000.
+    #[arg(
+        long,
+        env = "WEBLOG_SINK_BATCH_LINGER_MS",
+        default_value_t = DEFAULT_BATCH_LINGER_MS,
+        value_parser = clap::value_parser!(u64).range(..=MAX_BATCH_LINGER_MS)
+    )]
     pub(crate) batch_linger_ms: u64,
 
     #[command(flatten)]
@@ -205,6 +227,53 @@ mod tests {
     fn zero_rotate_bytes_is_rejected() {
         let error = parse(&["--output", "o", "--rotate-bytes", "0"]).expect_err("size 0");
         assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn out_of_range_numbers_are_rejected() {
+        let cases = [
+            ("--rotate-bytes", "4095", "4096"),
+            (
+                "--rotate-interval-secs",
+                "18446744073709551615",
+                "315576000",
+            ),
+            ("--batch-size", "1000001", "1000000"),
+            ("--batch-linger-ms", "60001", "60000"),
+        ];
+        for (flag, value, bound) in cases {
+            let error = parse(&["--output", "o", flag, value]).expect_err(flag);
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+            let message = error.to_string();
+            assert!(message.contains(flag), "{message}");
+            assert!(message.contains(value), "{message}");
+            assert!(message.contains(bound), "{message}");
+        }
+    }
+
+    #[test]
+    fn range_bounds_are_accepted() {
+        let args = [
+            "--output",
+            "o",
+            "--rotate-bytes",
+            "4096",
+            "--rotate-interval-secs",
+            "315576000",
+            "--batch-size",
+            "1000000",
+            "--batch-linger-ms",
+            "60000",
+        ];
+        let cli = parse(&args).expect("bounds are valid");
+        let config = Config::try_from(cli).expect("config is valid");
+        assert_eq!(config.rotation.max_bytes, Some(4096));
+        assert_eq!(
+            config.rotation.interval,
+            Some(Duration::from_secs(315_576_000))
+        );
+        assert_eq!(config.batch_size, 1_000_000);
+        assert_eq!(config.batch_linger, Duration::from_millis(60_000));
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! offset per partition. A restart truncates what was written after the
 //! last checkpoint and resumes the consumer at the checkpointed offsets,
 //! so a record is neither lost nor written twice when the sink is killed
-//! at any point. This holds for one sink instance per output file, and
-//! while nothing else writes to the file. Records sent to the dead-letter
+//! at any point. This holds for one sink instance per output file, which
+//! the lock file `<output>.lock` enforces, and while nothing else writes to
+//! the file. Records sent to the dead-letter
 //! topic are at-least-once: a crash after their acknowledgement and before
 //! the checkpoint sends them again.
 //!
@@ -21,15 +22,16 @@
 //! Layout: `config` turns flags into settings, `consume` runs the batch
 //! loop and commits, `context` starts assigned partitions at the
 //! checkpoint, `record` checks each value, `write` owns the output file and
-//! its rotation, `checkpoint` the checkpoint file, `dead_letter` the
-//! dead-letter producer, and `metrics` the Prometheus metrics that the
-//! admin endpoint (`--admin-addr`) serves.
+//! its rotation, `lock` keeps a second sink off it, `checkpoint` the
+//! checkpoint file, `dead_letter` the dead-letter producer, and `metrics`
+//! the Prometheus metrics that the admin endpoint (`--admin-addr`) serves.
 
 mod checkpoint;
 mod config;
 mod consume;
 mod context;
 mod dead_letter;
+mod lock;
 mod metrics;
 mod record;
 mod write;

@@ -33,6 +33,7 @@ use anyhow::{bail, ensure, Context};
 use weblog_common::durable::{sync_parent_dir, with_suffix};
 
 use crate::checkpoint::{Checkpoint, Offsets};
+use crate::lock::{lock_output, OutputLock};
 
 /// When to rotate the output file. A rule that is `None` never applies.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -57,6 +58,8 @@ pub(crate) struct SinkWriter {
     rotation: Rotation,
     /// When the first byte of the current file was written in this run.
     first_write: Option<Instant>,
+    /// Keeps other sinks off the output while this writer is open.
+    _lock: OutputLock,
 }
 
 impl SinkWriter {
@@ -67,11 +70,13 @@ impl SinkWriter {
     /// nothing tells which records an existing file contains. With one,
     /// an interrupted rotation is completed and the bytes written after the
     /// checkpoint are truncated. A file shorter than its checkpoint was
-    /// changed by something other than the sink, which is an error.
+    /// changed by something other than the sink, which is an error. Fails
+    /// before touching the output when another sink holds its lock.
     pub(crate) fn open(path: &Path, rotation: Rotation) -> anyhow::Result<Self> {
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
             bail!("invalid output path {path:?}: it must end in a UTF-8 file name");
         };
+        let lock = lock_output(path)?;
         let checkpoint_path = checkpoint_path(path);
         let checkpoint = match Checkpoint::load(&checkpoint_path, name)? {
             Some(checkpoint) => checkpoint,
@@ -99,6 +104,7 @@ impl SinkWriter {
             length,
             rotation,
             first_write: (length > 0).then(Instant::now),
+            _lock: lock,
         })
     }
 
@@ -138,9 +144,10 @@ impl SinkWriter {
     }
 
     /// Returns when the current file is due for rotation by time, or `None`
-    /// when it is empty or no interval is set.
+    /// when it is empty, no interval is set or the deadline is past what
+    /// [`Instant`] can represent.
     pub(crate) fn rotation_deadline(&self) -> Option<Instant> {
-        Some(self.first_write? + self.rotation.interval?)
+        self.first_write?.checked_add(self.rotation.interval?)
     }
 
     /// Rotates the current file if a rule of [`Rotation`] says so at `now`.
@@ -273,7 +280,10 @@ fn truncate_to_checkpoint(path: &Path, length: u64) -> anyhow::Result<()> {
     if actual < length {
         bail!(
             "output file {path:?} has {actual} bytes, fewer than the {length} in its \
-             checkpoint; it was truncated or edited by something other than the sink"
+             checkpoint; it was truncated or edited by something other than the sink. \
+             Restore the file from a backup, or move the output file and its .checkpoint \
+             away to start a new output file, which the sink fills from the consumer \
+             group's committed offsets"
         );
     }
     if actual == length {
@@ -409,6 +419,7 @@ mod tests {
             message.contains("has 3 bytes, fewer than the 8"),
             "{message}"
         );
+        assert!(message.contains("Restore the file"), "{message}");
     }
 
     #[test]
@@ -496,6 +507,23 @@ mod tests {
             .rotate_if_due(deadline + interval)
             .expect("empty file"));
         assert_eq!(load(&path).rotations, 1);
+    }
+
+    #[test]
+    fn huge_rotation_interval_has_no_deadline() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("out.jsonl");
+        let rotation = Rotation {
+            max_bytes: None,
+            interval: Some(Duration::MAX),
+        };
+        let mut writer = writer_with_record(&path, rotation);
+
+        assert_eq!(writer.rotation_deadline(), None);
+        let rotated = writer
+            .rotate_if_due(Instant::now())
+            .expect("check rotation");
+        assert!(!rotated);
     }
 
     #[test]
@@ -588,9 +616,9 @@ mod tests {
             .expect("directory is missing");
 
         let message = format!("{error:#}");
-        assert!(message.contains("checkpoint"), "{message}");
+        assert!(message.contains("missing\" of output file"), "{message}");
         assert!(message.contains("out.jsonl"), "{message}");
-        assert!(message.contains("No such file or directory"), "{message}");
+        assert!(message.contains("does not exist"), "{message}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::util::kafka::{
     bootstrap, committed_and_end, create_topics, produce, produce_to_partitions, unique_name,
     TopicReader,
 };
-use crate::util::{binary, sigkill_seed, wait_until, ChildProcess, SeededRandom};
+use crate::util::{binary, run_bounded, sigkill_seed, wait_until, ChildProcess, SeededRandom};
 
 /// Valid records are appended once each in partition order; the invalid
 /// one is dead-lettered with its reason; every offset is committed.
@@ -265,4 +265,67 @@ fn sigkill_writes_each_record_once() {
         .map(|(partition, end)| (*partition as i32, Some(*end), *end))
         .collect();
     assert_eq!(committed_and_end(&group, &topic), ends);
+}
+
+/// Returns a sink command that reads `topic` into `output` as `group`.
+fn sink_command(topic: &str, dlq: &str, group: &str, output: &Path) -> Command {
+    let mut command = Command::new(binary("weblog-sink"));
+    command
+        .args(["--bootstrap-servers", &bootstrap()])
+        .args(["--topic", topic, "--dlq-topic", dlq, "--group-id", group])
+        .arg("--output")
+        .arg(output);
+    command
+}
+
+/// A second sink on an output that a running sink writes exits with an
+/// error naming the lock, and the first sink keeps writing.
+#[test]
+fn second_sink_on_same_output_is_rejected() {
+    let topic = unique_name("sink-lock-in");
+    let dlq = unique_name("sink-lock-dlq");
+    create_topics(&[&topic, &dlq], 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let output = dir.path().join("out.jsonl");
+    let first_group = unique_name("sink-lock");
+    let command = sink_command(&topic, &dlq, &first_group, &output);
+    let mut first = ChildProcess::spawn("first-sink", command, dir.path());
+    let started = wait_until(Duration::from_secs(60), || {
+        first.stderr().contains("sink started")
+    });
+    assert!(started, "first sink did not start: {}", first.stderr());
+
+    let second_group = unique_name("other-sink");
+    let mut command = sink_command(&topic, &dlq, &second_group, &output);
+    let second = run_bounded(&mut command, Duration::from_secs(60));
+
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("another sink holds lock file"), "{stderr}");
+    assert!(stderr.contains("out.jsonl.lock"), "{stderr}");
+    assert!(stderr.contains("stop the other sink"), "{stderr}");
+    assert!(!stderr.contains("output file opened"), "{stderr}");
+    first.assert_running();
+
+    let records: Vec<String> = (0..100).map(|i| format!("{{\"n\":{i}}}")).collect();
+    let messages: Vec<(Option<&[u8]>, &[u8])> =
+        records.iter().map(|r| (None, r.as_bytes())).collect();
+    produce(&topic, &messages);
+    let done = wait_until(Duration::from_secs(60), || {
+        std::fs::read_to_string(&output).map_or(0, |text| text.lines().count()) >= 100
+    });
+    assert!(
+        done,
+        "first sink did not write 100 records: {}",
+        first.stderr()
+    );
+    let (status, stdout) = first.terminate(Duration::from_secs(30));
+    assert!(status.success(), "sink exit {status}: {}", first.stderr());
+    assert!(stdout.contains("wrote 100 records"), "{stdout}");
+    let written: Vec<String> = std::fs::read_to_string(&output)
+        .expect("read output")
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(written, records);
 }
