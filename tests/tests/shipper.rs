@@ -619,3 +619,79 @@ fn oversize_line_is_truncated() {
     assert_eq!(cut.len(), 1, "{:?}", values(&raw.received));
     assert_eq!(cut[0].header("weblog.line.length"), "6000");
 }
+
+/// Runs a one-shot shipper of `file` into `topic` with `checkpoint`.
+fn ship_with_checkpoint(topic: &str, file: &Path, checkpoint: &Path) -> std::process::Output {
+    run(Command::new(binary("weblog-shipper"))
+        .args(["--bootstrap-servers", &bootstrap(), "--topic", topic])
+        .arg("--file")
+        .arg(file)
+        .arg("--checkpoint")
+        .arg(checkpoint))
+}
+
+/// A one-shot run with a checkpoint leaves a last line without `\n` for
+/// the next run, so a line written across two runs arrives as one record.
+#[test]
+fn checkpoint_run_leaves_partial_line() {
+    let topic = unique_name("shipper-partial");
+    create_topics(&[&topic], 1);
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("a.log");
+    let checkpoint = dir.path().join("a.ckpt");
+
+    append(&path, b"partial line no newline");
+    let first = ship_with_checkpoint(&topic, &path, &checkpoint);
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(first.status.success(), "{stderr}");
+    assert!(stdout.starts_with("sent 0 lines"), "{stdout}");
+    assert!(
+        stdout.contains("left 23 bytes of an unterminated last line for the next run"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("left 23 bytes"), "{stderr}");
+
+    append(&path, b" continued\n");
+    let second = ship_with_checkpoint(&topic, &path, &checkpoint);
+    let stdout = String::from_utf8_lossy(&second.stdout);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    assert!(stdout.starts_with("sent 1 lines (33 bytes)"), "{stdout}");
+    assert!(!stdout.contains("unterminated"), "{stdout}");
+
+    let mut reader = TopicReader::new(&topic);
+    reader.read_at_least(1, ARRIVAL_TIMEOUT);
+    reader.poll_for(Duration::from_millis(500));
+    assert_eq!(
+        values(&reader.received),
+        vec![b"partial line no newline continued".to_vec()]
+    );
+}
+
+/// A second shipper on the checkpoint of a running one fails at start,
+/// naming the lock file, and sends nothing.
+#[test]
+fn second_shipper_on_checkpoint_fails() {
+    let mut followed = Followed::start("locked", 2);
+    append(&followed.path, b"locked-0003\n");
+    followed.await_records(3);
+
+    let second = ship_with_checkpoint(&followed.topic, &followed.path, &followed.checkpoint);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "{stderr}");
+    let lock = format!("{}.lock", followed.checkpoint.display());
+    assert!(stderr.contains(&lock), "{stderr}");
+    assert!(
+        stderr.contains("another shipper holds the lock"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("its own --checkpoint"), "{stderr}");
+
+    let stdout = followed.stop();
+    assert!(stdout.starts_with("sent 3 lines"), "{stdout}");
+    followed.assert_arrived("locked", 3);
+}
