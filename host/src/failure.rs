@@ -91,18 +91,24 @@ pub(crate) fn describe_stderr(stderr: &[u8]) -> Option<String> {
 
 /// Cuts a plugin's reject reason to [`MAX_REJECT_REASON_BYTES`] at a
 /// character boundary and appends its original length.
-pub(crate) fn truncate_reason(mut reason: String) -> String {
-    if reason.len() <= MAX_REJECT_REASON_BYTES {
-        return reason;
+pub(crate) fn truncate_reason(reason: String) -> String {
+    cut_text(reason, MAX_REJECT_REASON_BYTES)
+}
+
+/// Cuts `text` to `max_bytes` at a character boundary and appends its
+/// original length. Text of at most `max_bytes` is returned as it is.
+pub(crate) fn cut_text(mut text: String, max_bytes: usize) -> String {
+    if text.len() <= max_bytes {
+        return text;
     }
-    let total = reason.len();
-    let mut end = MAX_REJECT_REASON_BYTES;
-    while !reason.is_char_boundary(end) {
+    let total = text.len();
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
         end -= 1;
     }
-    reason.truncate(end);
-    reason.push_str(&format!("... (cut from {total} bytes)"));
-    reason
+    text.truncate(end);
+    text.push_str(&format!("... (cut from {total} bytes)"));
+    text
 }
 
 #[cfg(test)]

@@ -28,3 +28,10 @@ pub const ERROR_ATTEMPTS: &str = "weblog.error.attempts";
 /// Instance id of the host that wrote the dead letter (`--instance-id`, or
 /// the one it generated and logged at start).
 pub const HOST_INSTANCE: &str = "weblog.host.instance";
+/// Length in bytes of the input a dead letter was made from, in decimal.
+/// Dead letters whose value keeps only the input's first bytes; the shipper
+/// writes the same header on a line it cut.
+pub const LINE_LENGTH: &str = "weblog.line.length";
+/// `true` on a dead letter whose value keeps only the input's first bytes
+/// because the whole input would not fit in a Kafka record.
+pub const LINE_TRUNCATED: &str = "weblog.line.truncated";

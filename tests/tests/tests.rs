@@ -23,6 +23,7 @@
 //!   SIGKILL at seeded random moments, in both delivery modes of the host.
 //! - `broker_crash`: the pipeline through a SIGKILL of a private broker.
 //! - `replay`: dead letters of outputs Kafka rejected, and `replay-dlq`.
+//! - `oversize`: dead letters cut to fit Kafka's max record sizes.
 //!
 //! The Kafka tests need the `kafka-tests` feature and a broker at
 //! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `make test` starts one. Each
@@ -60,6 +61,8 @@ mod host;
 mod lag;
 #[cfg(feature = "kafka-tests")]
 mod metrics;
+#[cfg(feature = "kafka-tests")]
+mod oversize;
 #[cfg(feature = "kafka-tests")]
 mod progress;
 #[cfg(feature = "kafka-tests")]

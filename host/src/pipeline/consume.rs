@@ -56,6 +56,10 @@ pub(super) struct Origin {
     pub(super) timestamp_ms: Option<i64>,
     /// Plugin runs including the current one.
     pub(super) attempts: u32,
+    /// The broker's error for this record's dead letter when it rejected
+    /// it for good in an aborted transaction, so that the next one is
+    /// small.
+    pub(super) rejected_dead_letter: Option<String>,
 }
 
 impl Origin {
@@ -67,6 +71,7 @@ impl Origin {
             offset: record.offset,
             timestamp_ms: record.timestamp_ms,
             attempts: 1,
+            rejected_dead_letter: None,
         }
     }
 }

@@ -3,10 +3,11 @@
 //!
 //! In the default mode a record that failed with a retriable error is sent
 //! again with [`Backoff`] up to `--max-retries` times. A record the broker
-//! rejects for good (too large, invalid) is dead-lettered in its place;
-//! only when the dead letter fails too does the batch fail. Either way the
-//! batch's offsets are committed only once each of its records is
-//! delivered or dead-lettered. In exactly-once mode a failed delivery
+//! rejects for good (too large, invalid) is dead-lettered in its place. A
+//! dead letter the broker rejects for good is sent once more with only the
+//! first KiB of its input, and only when that fails too does the batch
+//! fail. Either way the batch's offsets are committed only once each of
+//! its records is delivered or dead-lettered. In exactly-once mode a failed delivery
 //! aborts the transaction, so [`await_deliveries`] reports the failures to
 //! the caller instead.
 
@@ -130,7 +131,11 @@ pub(super) async fn deliver_with_retries(
     for delivery in std::mem::take(&mut batch.deliveries) {
         let input = &batch.inputs[delivery.input];
         let origin = &batch.origins[delivery.input];
-        let mut dead_letter = delivery.dead_letter;
+        let mut stage = if delivery.dead_letter {
+            Stage::DeadLetter
+        } else {
+            Stage::Enriched
+        };
         let mut retries = 0;
         let mut report = delivery.future.await;
         loop {
@@ -141,7 +146,7 @@ pub(super) async fn deliver_with_retries(
             };
             count_error(&error, &message);
             let kind = retry::classify(&error);
-            let future = if kind == DeliveryFailure::Permanent && !dead_letter {
+            let future = if kind == DeliveryFailure::Permanent && stage == Stage::Enriched {
                 tracing::warn!(
                     error = %error,
                     topic = %input.topic,
@@ -149,10 +154,23 @@ pub(super) async fn deliver_with_retries(
                     offset = input.offset,
                     "broker rejected an enriched record, dead-lettering its input"
                 );
-                dead_letter = true;
+                stage = Stage::DeadLetter;
                 retries = 0;
                 output
                     .dead_letter_rejected(input, origin, &message, &error)
+                    .await?
+            } else if kind == DeliveryFailure::Permanent && stage == Stage::DeadLetter {
+                tracing::warn!(
+                    error = %error,
+                    topic = %input.topic,
+                    partition = input.partition,
+                    offset = input.offset,
+                    "broker rejected a dead letter, sending a small one in its place"
+                );
+                stage = Stage::SmallDeadLetter;
+                retries = 0;
+                output
+                    .resend_small_dead_letter(input, &message, &error)
                     .await?
             } else if kind == DeliveryFailure::Retriable && retries < settings.max_retries {
                 retries += 1;
@@ -182,6 +200,15 @@ pub(super) async fn deliver_with_retries(
         }
     }
     Ok(())
+}
+
+/// What a delivery in [`deliver_with_retries`] carries at the moment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Enriched,
+    DeadLetter,
+    /// A dead letter with the first KiB of its input.
+    SmallDeadLetter,
 }
 
 fn count_error(error: &KafkaError, message: &OwnedMessage) {

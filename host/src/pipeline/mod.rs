@@ -18,6 +18,7 @@
 
 mod commit;
 mod consume;
+mod dead_letter;
 mod deliver;
 mod produce;
 mod replay;

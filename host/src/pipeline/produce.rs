@@ -6,19 +6,22 @@
 //! kind and reason, the plugin and the source coordinates in headers. An
 //! input whose enriched record would not fit in the producer's
 //! `message.max.bytes` is dead-lettered as invalid output instead, before
-//! any of its records is produced.
+//! any of its records is produced. A dead letter too large for Kafka keeps
+//! only its input's first bytes, as [`dead_letter`] describes.
 
 use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders, OwnedMessage};
+use rdkafka::message::{Headers, Message, OwnedHeaders, OwnedMessage};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 
 use super::commit::{OutputCounts, PendingBatch, PipelineCounts};
 use super::consume::{ConsumedBatch, Origin};
+use super::dead_letter::{self, header, DeadLetterSize, RECORD_OVERHEAD_BYTES};
 use super::deliver::Delivery;
 use super::PipelineConfig;
 use crate::bindings::InputRecord;
+use crate::failure::{cut_text, MAX_REJECT_REASON_BYTES};
 use crate::headers;
 use crate::metrics::{PLUGIN_FAILURES, PRODUCE_ERRORS};
 use crate::outcome::{EnrichOutcome, Failure, FailureKind};
@@ -32,15 +35,6 @@ const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(5);
 /// librdkafka's default `message.max.bytes` (librdkafka 2.12): the max size
 /// of one record with its key and headers that the producer accepts.
 pub(super) const DEFAULT_MESSAGE_MAX_BYTES: usize = 1_000_000;
-
-/// Bytes added to a record's key, value and header bytes when estimating
-/// its size against `message.max.bytes`. librdkafka 2.12 counts at most 31
-/// bytes of per-record overhead and a few varint bytes per header, so this
-/// errs on the large side.
-const RECORD_OVERHEAD_BYTES: usize = 64;
-
-/// Bytes added per header in the same estimate.
-const HEADER_OVERHEAD_BYTES: usize = 10;
 
 /// Producer and topics for enriched records and dead letters.
 #[derive(Clone)]
@@ -110,10 +104,19 @@ impl Output {
                 EnrichOutcome::Failed(failure) => {
                     counts.add_dead_lettered(1);
                     outputs.add_dead_letter(failure.kind);
-                    let headers = self.failure_headers(origin, plugin, &failure);
-                    let future = self
-                        .produce(&self.dlq_topic, input, &input.value, headers)
-                        .await?;
+                    let (size, failure) = match &origin.rejected_dead_letter {
+                        None => (DeadLetterSize::Fit, failure),
+                        Some(error) => (
+                            DeadLetterSize::Small,
+                            Failure {
+                                kind: failure.kind,
+                                reason: dead_letter::small_reason(failure.reason, error),
+                            },
+                        ),
+                    };
+                    let headers =
+                        self.add_failure_headers(source_headers(origin, plugin), origin, &failure);
+                    let future = self.produce_dead_letter(input, headers, size).await?;
                     deliveries.push(Delivery::dead_letter(future, index));
                 }
             }
@@ -183,8 +186,47 @@ impl Output {
             }
         }
         let headers = self.add_failure_headers(headers, origin, &failure);
-        self.produce(&self.dlq_topic, input, &input.value, headers)
+        self.produce_dead_letter(input, headers, DeadLetterSize::Fit)
             .await
+    }
+
+    /// Sends the dead letter `rejected` once more as a
+    /// [`DeadLetterSize::Small`] one, because the broker rejected it for
+    /// good with `error`.
+    pub(super) async fn resend_small_dead_letter(
+        &self,
+        input: &InputRecord,
+        rejected: &OwnedMessage,
+        error: &KafkaError,
+    ) -> anyhow::Result<DeliveryFuture> {
+        let headers = dead_letter::small_headers(rejected.headers(), &error.to_string());
+        self.produce_dead_letter(input, headers, DeadLetterSize::Small)
+            .await
+    }
+
+    /// Sends a dead letter of `input` with `headers`, keeping as much of
+    /// the input as `size` allows.
+    async fn produce_dead_letter(
+        &self,
+        input: &InputRecord,
+        headers: OwnedHeaders,
+        size: DeadLetterSize,
+    ) -> anyhow::Result<DeliveryFuture> {
+        let key_bytes = input.key.as_ref().map_or(0, Vec::len);
+        let fixed = RECORD_OVERHEAD_BYTES + key_bytes + dead_letter::header_bytes(&headers);
+        let max_bytes = size.max_value_bytes(self.message_max_bytes, fixed);
+        let (value, headers) = dead_letter::cut_value(&input.value, max_bytes, headers);
+        if value.len() < input.value.len() {
+            tracing::warn!(
+                topic = %input.topic,
+                partition = input.partition,
+                offset = input.offset,
+                bytes = input.value.len(),
+                kept_bytes = value.len(),
+                "dead letter too large for Kafka, keeping the first bytes of its input"
+            );
+        }
+        self.produce(&self.dlq_topic, input, value, headers).await
     }
 
     /// Hands `record` to the producer, waiting while its local queue is
@@ -216,26 +258,19 @@ impl Output {
         }
     }
 
-    /// Returns the headers of a dead letter: source, plugin, failure,
-    /// attempts and this host's instance id.
-    fn failure_headers(
-        &self,
-        origin: &Origin,
-        plugin: &PluginIdentity,
-        failure: &Failure,
-    ) -> OwnedHeaders {
-        self.add_failure_headers(source_headers(origin, plugin), origin, failure)
-    }
-
+    /// Adds the headers of a dead letter to `headers`: failure, attempts,
+    /// this host's instance id and the source timestamp. The reason is cut
+    /// to [`MAX_REJECT_REASON_BYTES`].
     fn add_failure_headers(
         &self,
         headers: OwnedHeaders,
         origin: &Origin,
         failure: &Failure,
     ) -> OwnedHeaders {
+        let reason = cut_text(failure.reason.clone(), MAX_REJECT_REASON_BYTES);
         let mut headers = headers
             .insert(header(headers::ERROR_KIND, failure.kind.as_str()))
-            .insert(header(headers::ERROR_REASON, &failure.reason))
+            .insert(header(headers::ERROR_REASON, &reason))
             .insert(header(
                 headers::ERROR_ATTEMPTS,
                 &origin.attempts.to_string(),
@@ -257,13 +292,7 @@ impl Output {
         plugin: &PluginIdentity,
         records: Vec<String>,
     ) -> EnrichOutcome {
-        let headers = source_headers(origin, plugin);
-        let header_bytes: usize = headers
-            .iter()
-            .map(|header| {
-                header.key.len() + header.value.map_or(0, <[u8]>::len) + HEADER_OVERHEAD_BYTES
-            })
-            .sum();
+        let header_bytes = dead_letter::header_bytes(&source_headers(origin, plugin));
         let key_bytes = input.key.as_ref().map_or(0, Vec::len);
         let fixed = RECORD_OVERHEAD_BYTES + key_bytes + header_bytes;
         let too_large = records
@@ -326,11 +355,4 @@ fn source_headers(origin: &Origin, plugin: &PluginIdentity) -> OwnedHeaders {
             &origin.partition.to_string(),
         ))
         .insert(header(headers::SOURCE_OFFSET, &origin.offset.to_string()))
-}
-
-fn header<'a>(key: &'a str, value: &'a str) -> Header<'a, &'a str> {
-    Header {
-        key,
-        value: Some(value),
-    }
 }

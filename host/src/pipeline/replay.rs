@@ -137,6 +137,7 @@ pub(super) fn dead_letter_origin(
             .and_then(|text| text.parse().ok())
             .or(record.timestamp_ms),
         attempts: attempts.saturating_add(1),
+        rejected_dead_letter: None,
     })
 }
 

@@ -16,8 +16,10 @@
 //! after a backoff with jitter. More than `--max-retries` aborts in a row
 //! stop the host. When the broker rejected an enriched record for good (too
 //! large, invalid), the next run of the batch dead-letters its input
-//! instead. A fatal error, such as a newer producer with the same
-//! transactional id fencing this one, stops the host.
+//! instead. When it rejected a dead letter for good, the next run sends a
+//! small one with only the first KiB of the input. A fatal error, such as
+//! a newer producer with the same transactional id fencing this one, stops
+//! the host.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -69,6 +71,9 @@ pub(super) struct Transactions {
     /// inputs, by input (topic, partition, offset), until their batch
     /// commits with a dead letter in their place.
     rejected: HashMap<(String, i32, i64), String>,
+    /// The broker's errors for dead letters it rejected for good, by input,
+    /// until their batch commits with a small dead letter in their place.
+    rejected_dead_letters: HashMap<(String, i32, i64), String>,
 }
 
 impl Transactions {
@@ -94,6 +99,7 @@ impl Transactions {
             retry,
             jitter: Jitter::from_time(),
             rejected: HashMap::new(),
+            rejected_dead_letters: HashMap::new(),
         })
     }
 
@@ -105,7 +111,7 @@ impl Transactions {
     pub(super) async fn commit_batch(
         &mut self,
         output: &Output,
-        batch: ConsumedBatch,
+        mut batch: ConsumedBatch,
         outcomes: Vec<EnrichOutcome>,
         plugin: &PluginIdentity,
         counts: &PipelineCounts,
@@ -117,6 +123,9 @@ impl Transactions {
             .map(|record| (record.topic.clone(), record.partition, record.offset))
             .collect();
         let outcomes = self.dead_letter_rejected(&sources, outcomes);
+        for (source, origin) in sources.iter().zip(batch.origins.iter_mut()) {
+            origin.rejected_dead_letter = self.rejected_dead_letters.get(source).cloned();
+        }
         match self
             .run_transaction(output, batch, outcomes, plugin, counts)
             .await
@@ -125,6 +134,7 @@ impl Transactions {
                 self.aborts_in_a_row = 0;
                 for source in &sources {
                     self.rejected.remove(source);
+                    self.rejected_dead_letters.remove(source);
                 }
                 tracing::debug!(records = sources.len(), "transaction committed");
                 Ok(())
@@ -163,8 +173,9 @@ impl Transactions {
     }
 
     /// Remembers the inputs of enriched records that the broker rejected
-    /// for good, so that the next attempt dead-letters them. Returns
-    /// whether there was any.
+    /// for good, so that the next attempt dead-letters them, and of dead
+    /// letters it rejected for good, so that the next attempt sends small
+    /// ones. Returns whether there was a new one.
     fn remember_rejections(
         &mut self,
         error: &anyhow::Error,
@@ -175,10 +186,24 @@ impl Transactions {
         };
         let mut remembered = false;
         for failed in failures {
-            if failed.dead_letter || retry::classify(&failed.error) != DeliveryFailure::Permanent {
+            if retry::classify(&failed.error) != DeliveryFailure::Permanent {
                 continue;
             }
             let source = sources[failed.input].clone();
+            if failed.dead_letter {
+                tracing::warn!(
+                    error = %failed.error,
+                    topic = %source.0,
+                    partition = source.1,
+                    offset = source.2,
+                    "broker rejected a dead letter, a small one will take its place"
+                );
+                remembered |= self
+                    .rejected_dead_letters
+                    .insert(source, failed.error.to_string())
+                    .is_none();
+                continue;
+            }
             tracing::warn!(
                 error = %failed.error,
                 topic = %source.0,

@@ -1,0 +1,167 @@
+//! Dead letters of inputs too large to dead-letter whole: the host cuts
+//! them to fit the producer's and the broker's limits and carries on.
+
+use std::process::Command;
+use std::time::Duration;
+
+use crate::util::kafka::{
+    committed_and_end, create_topics_with_config, host_run_command, produce, read_to_end,
+    unique_name, Received, TestTopics,
+};
+use crate::util::{default_plugin, wait_until, ChildProcess};
+
+/// A line of the Common Log Format that the default plugin enriches.
+const NORMAL_LINE: &[u8] =
+    b"199.72.81.55 - - [01/Jul/1995:00:00:01 -0400] \"GET /history/apollo/ HTTP/1.0\" 200 6245";
+
+/// Length of the long line: under librdkafka's default `message.max.bytes`
+/// of 1,000,000, so it reaches the raw topic, but its dead letter with
+/// headers would not fit.
+const NEAR_MAX_LINE_BYTES: usize = 999_900;
+
+/// Returns a CLF line of `length` bytes with a long path.
+fn long_line(length: usize) -> Vec<u8> {
+    let head = b"199.72.81.55 - - [01/Jul/1995:00:00:02 -0400] \"GET /";
+    let tail = b" HTTP/1.0\" 200 6245";
+    let mut line = head.to_vec();
+    line.resize(length - tail.len(), b'a');
+    line.extend_from_slice(tail);
+    line
+}
+
+/// Creates topics (the dead-letter one with `dlq_config`), produces a
+/// normal line, `long` and another normal line, runs the host with `extra`
+/// arguments until it committed all three, and returns the enriched
+/// records and the dead letters.
+fn run_host(
+    label: &str,
+    long: &[u8],
+    dlq_config: &[(&str, &str)],
+    extra: &[&str],
+) -> (Vec<Received>, Vec<Received>) {
+    let topics = TestTopics {
+        raw: unique_name(&format!("{label}-raw")),
+        enriched: unique_name(&format!("{label}-enriched")),
+        dlq: unique_name(&format!("{label}-dlq")),
+    };
+    create_topics_with_config(&[&topics.raw, &topics.enriched], 1, &[]);
+    create_topics_with_config(&[&topics.dlq], 1, dlq_config);
+    produce(
+        &topics.raw,
+        &[(None, NORMAL_LINE), (None, long), (None, NORMAL_LINE)],
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let group = unique_name(label);
+    let mut command: Command = host_run_command(&topics, &group, &default_plugin());
+    command
+        .arg("--component-cache")
+        .arg(dir.path().join("components"))
+        .args(extra);
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let committed = wait_until(Duration::from_secs(90), || {
+        host.assert_running();
+        committed_and_end(&group, &topics.raw)
+            .iter()
+            .all(|(_, committed, end)| *committed == Some(*end))
+    });
+    assert!(committed, "host did not commit: {}", host.stderr());
+    assert_eq!(
+        committed_and_end(&group, &topics.raw),
+        vec![(0, Some(3), 3)],
+        "committed offsets"
+    );
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    assert!(status.success(), "host exit {status}: {}", host.stderr());
+    let enriched = read_to_end(&topics.enriched, Duration::from_secs(30));
+    let letters = read_to_end(&topics.dlq, Duration::from_secs(30));
+    (enriched, letters)
+}
+
+/// Checks that `letters` is one dead letter of `long` whose value is the
+/// first bytes of `long`, at most `max_value_bytes`.
+fn assert_cut_dead_letter(long: &[u8], letters: &[Received], max_value_bytes: usize) {
+    assert_eq!(letters.len(), 1, "dead letters");
+    let letter = &letters[0];
+    assert!(
+        letter.value.len() <= max_value_bytes,
+        "dead letter value of {} bytes",
+        letter.value.len()
+    );
+    assert!(!letter.value.is_empty(), "dead letter value is empty");
+    assert!(long.starts_with(&letter.value), "value is not a prefix");
+    assert_eq!(letter.header("weblog.line.length"), long.len().to_string());
+    assert_eq!(letter.header("weblog.line.truncated"), "true");
+    assert_eq!(letter.header("weblog.source.offset"), "1");
+    assert!(letter.header("weblog.error.reason").len() <= 4_200);
+}
+
+/// Checks that both normal lines were enriched.
+fn assert_normal_lines_enriched(enriched: &[Received]) {
+    assert_eq!(enriched.len(), 2, "enriched records");
+    let offsets: Vec<&str> = enriched
+        .iter()
+        .map(|record| record.header("weblog.source.offset"))
+        .collect();
+    assert_eq!(offsets, ["0", "2"]);
+}
+
+fn near_max_line_is_cut(label: &str, extra: &[&str]) {
+    let long = long_line(NEAR_MAX_LINE_BYTES);
+    let (enriched, letters) = run_host(label, &long, &[], extra);
+    assert_cut_dead_letter(&long, &letters, NEAR_MAX_LINE_BYTES - 1);
+    assert_normal_lines_enriched(&enriched);
+}
+
+/// A line just under the producer's max record size, whose dead letter
+/// with headers is over it, is dead-lettered with its first bytes.
+#[test]
+fn near_max_line_dead_letter_is_cut() {
+    near_max_line_is_cut("near-max-alo", &[]);
+}
+
+/// The same with `--exactly-once`.
+#[test]
+fn near_max_line_dead_letter_is_cut_exactly_once() {
+    near_max_line_is_cut("near-max-eos", &["--exactly-once"]);
+}
+
+/// Returns `length` bytes of seeded random printable ASCII: not a CLF
+/// line, so the plugin rejects it, and not compressible by lz4, so the
+/// broker checks about its full size.
+fn random_text(length: usize) -> Vec<u8> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    (0..length)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            b'!' + (state % 94) as u8
+        })
+        .collect()
+}
+
+fn small_dlq_topic_gets_small_letter(label: &str, extra: &[&str]) {
+    let long = random_text(5_000);
+    let (enriched, letters) = run_host(label, &long, &[("max.message.bytes", "2000")], extra);
+    assert_cut_dead_letter(&long, &letters, 1024);
+    let reason = letters[0].header("weblog.error.reason");
+    assert!(
+        reason.contains("the broker rejected its dead letter too"),
+        "{reason}"
+    );
+    assert_normal_lines_enriched(&enriched);
+}
+
+/// A dead letter that the dead-letter topic's `max.message.bytes` rejects
+/// is sent again with the first KiB of its input.
+#[test]
+fn small_dlq_topic_gets_small_dead_letter() {
+    small_dlq_topic_gets_small_letter("small-dlq-alo", &[]);
+}
+
+/// The same with `--exactly-once`.
+#[test]
+fn small_dlq_topic_gets_small_dead_letter_exactly_once() {
+    small_dlq_topic_gets_small_letter("small-dlq-eos", &["--exactly-once"]);
+}
