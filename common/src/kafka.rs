@@ -9,6 +9,7 @@
 //! instead of the command line, and their values never appear in errors,
 //! `Debug` output or help text (see [`secrets`]).
 
+mod scope;
 mod secrets;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use anyhow::bail;
 use clap::Args;
 use rdkafka::ClientConfig;
 
+use scope::ClientKind;
 pub use secrets::{is_sensitive_key, shown_value, REDACTED};
 
 /// Broker list used when neither the flag nor its variable is set: the local
@@ -29,6 +31,10 @@ pub const DEFAULT_BOOTSTRAP_SERVERS: &str = "127.0.0.1:9092";
 /// gauges refresh this often; a report costs the client a JSON document of a
 /// few KiB per broker and partition.
 pub const DEFAULT_STATS_INTERVAL_MS: u64 = 5000;
+
+/// Max of `--stats-interval-ms`: librdkafka's max `statistics.interval.ms`
+/// (one day, librdkafka 2.12.1 CONFIGURATION.md).
+pub const MAX_STATS_INTERVAL_MS: u64 = 86_400_000;
 
 /// librdkafka settings that the binaries fix themselves, because the
 /// delivery guarantees depend on them.
@@ -54,7 +60,10 @@ pub struct KafkaArgs {
     /// security.protocol=SASL_SSL. Repeat the flag for several settings;
     /// in the variable, separate them with commas. Settings that the
     /// delivery guarantees depend on (acks, idempotence, auto commit) are
-    /// rejected. Put secrets in --kafka-option-file instead.
+    /// rejected. A setting that librdkafka reads only in consumers, such as
+    /// group.instance.id, goes only to consumers, and one read only in
+    /// producers only to producers. Put secrets in --kafka-option-file
+    /// instead.
     // The variable's value stays out of --help, because it may hold a
     // password.
     #[arg(
@@ -75,14 +84,17 @@ pub struct KafkaArgs {
     #[arg(long, env = "WEBLOG_KAFKA_OPTION_FILE", value_name = "PATH")]
     pub kafka_option_file: Option<PathBuf>,
 
-    /// Interval of librdkafka's statistics in milliseconds. The Kafka
-    /// metrics, the broker readiness check and the lag gauges refresh this
-    /// often.
+    /// Interval of librdkafka's statistics in milliseconds, from 1 to
+    /// 86400000 (one day). The Kafka metrics, the broker readiness check and
+    /// the lag gauges refresh this often.
+    // librdkafka parses the value as a 32-bit int, so an unchecked larger
+    // value would wrap to another interval.
     #[arg(
         long,
         env = "WEBLOG_STATS_INTERVAL_MS",
+        value_name = "MS",
         default_value_t = DEFAULT_STATS_INTERVAL_MS,
-        value_parser = clap::value_parser!(u64).range(1..)
+        value_parser = clap::value_parser!(u64).range(1..=MAX_STATS_INTERVAL_MS)
     )]
     pub stats_interval_ms: u64,
 }
@@ -90,6 +102,12 @@ pub struct KafkaArgs {
 impl KafkaArgs {
     /// Builds the base client config: brokers plus the raw options.
     pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        self.client_config_for(None)
+    }
+
+    /// Builds the base client config of a client of `kind`: brokers plus
+    /// the raw options that apply to it, or all of them for `None`.
+    fn client_config_for(&self, kind: Option<ClientKind>) -> anyhow::Result<ClientConfig> {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &self.bootstrap_servers)
@@ -107,6 +125,10 @@ impl KafkaArgs {
                     "invalid --kafka-option {key}={shown}: weblog sets {key} itself; \
                      use --stats-interval-ms instead"
                 );
+            }
+            if let Some(kind) = kind.filter(|kind| !scope::applies_to(key, *kind)) {
+                tracing::debug!(key = %key, ?kind, "kafka option does not apply to this client");
+                continue;
             }
             config.set(key, value);
         }
@@ -146,14 +168,19 @@ impl KafkaArgs {
     /// Builds the config of a producer that waits for every in-sync replica
     /// and never writes a record twice on retry.
     pub fn producer_config(&self) -> anyhow::Result<ClientConfig> {
-        let mut config = self.client_config()?;
-        config
-            .set("acks", "all")
-            .set("enable.idempotence", "true")
-            // Batches fill for up to 5 ms, so a burst of small log lines
-            // goes out in few requests.
-            .set("linger.ms", "5")
-            .set("compression.type", "lz4");
+        let mut config = self.client_config_for(Some(ClientKind::Producer))?;
+        config.set("acks", "all").set("enable.idempotence", "true");
+        // Batches fill for up to 5 ms, so a burst of small log lines goes out
+        // in few requests. A --kafka-option of either key or its alias wins.
+        let tuning = [
+            (["linger.ms", "queue.buffering.max.ms"], "5"),
+            (["compression.type", "compression.codec"], "lz4"),
+        ];
+        for (keys, value) in tuning {
+            if keys.iter().all(|key| config.get(key).is_none()) {
+                config.set(keys[0], value);
+            }
+        }
         Ok(config)
     }
 
@@ -183,7 +210,7 @@ impl KafkaArgs {
     /// Builds the config of a consumer in `group_id` that never commits or
     /// stores an offset on its own: the caller commits after durable writes.
     pub fn consumer_config(&self, group_id: &str) -> anyhow::Result<ClientConfig> {
-        let mut config = self.client_config()?;
+        let mut config = self.client_config_for(Some(ClientKind::Consumer))?;
         config
             .set("group.id", group_id)
             .set("enable.auto.commit", "false")
@@ -361,6 +388,67 @@ mod tests {
         let message = error.to_string();
         assert!(message.contains("--kafka-option"), "{message}");
         assert!(!message.contains("hunter2"), "{message}");
+    }
+
+    #[test]
+    fn stats_interval_over_max_names_value() {
+        for value in ["99999999999", "4294968296", "86400001"] {
+            let error = parse(&["--stats-interval-ms", value])
+                .err()
+                .expect("above one day");
+            let message = error.to_string();
+            assert_eq!(error.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(message.contains(value), "{message}");
+            assert!(message.contains("86400000"), "{message}");
+        }
+    }
+
+    #[test]
+    fn stats_interval_max_is_accepted() {
+        let cli = parse(&["--stats-interval-ms", "86400000"]).expect("one day is valid");
+        let config = cli.kafka.client_config().expect("valid");
+        assert_eq!(config.get("statistics.interval.ms"), Some("86400000"));
+    }
+
+    #[test]
+    fn consumer_option_skips_producer() {
+        let args = [
+            "--kafka-option",
+            "group.instance.id=sink-1",
+            "--kafka-option",
+            "linger.ms=50",
+            "--kafka-option",
+            "client.id=c",
+        ];
+        let cli = parse(&args).expect("flags are valid");
+        let producer = cli.kafka.producer_config().expect("valid");
+        assert_eq!(producer.get("group.instance.id"), None);
+        assert_eq!(producer.get("linger.ms"), Some("50"));
+        assert_eq!(producer.get("client.id"), Some("c"));
+        let consumer = cli.kafka.consumer_config("g").expect("valid");
+        assert_eq!(consumer.get("group.instance.id"), Some("sink-1"));
+        assert_eq!(consumer.get("linger.ms"), None);
+        assert_eq!(consumer.get("client.id"), Some("c"));
+    }
+
+    #[test]
+    fn producer_tuning_option_wins() {
+        let cli = parse(&[]).expect("no flags is valid");
+        let config = cli.kafka.producer_config().expect("defaults are valid");
+        assert_eq!(config.get("linger.ms"), Some("5"));
+        assert_eq!(config.get("compression.type"), Some("lz4"));
+
+        let args = [
+            "--kafka-option",
+            "queue.buffering.max.ms=20",
+            "--kafka-option",
+            "compression.type=gzip",
+        ];
+        let cli = parse(&args).expect("flags are valid");
+        let config = cli.kafka.producer_config().expect("options are valid");
+        assert_eq!(config.get("linger.ms"), None);
+        assert_eq!(config.get("queue.buffering.max.ms"), Some("20"));
+        assert_eq!(config.get("compression.type"), Some("gzip"));
     }
 
     #[test]

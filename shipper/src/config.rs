@@ -386,6 +386,19 @@ mod tests {
     }
 
     #[test]
+    fn keep_bytes_error_names_max() {
+        let args = ["--file", "a.log", "--oversize-keep-bytes", "2000000"];
+        let error = Config::try_from(parse(&args).expect("flags are valid"))
+            .expect_err("above the default message.max.bytes");
+        let message = error.to_string();
+        assert!(
+            message.contains("--oversize-keep-bytes 2000000"),
+            "{message}"
+        );
+        assert!(message.contains("message.max.bytes (1000000)"), "{message}");
+    }
+
+    #[test]
     fn zero_interval_is_rejected() {
         let args = ["--file", "a.log", "--checkpoint-interval-ms", "0"];
         let error = parse(&args).expect_err("0 ms");
