@@ -49,6 +49,26 @@ const RESERVED_KEYS: &[&str] = &[
     "group.id",
 ];
 
+/// Returns what to do instead of setting the reserved librdkafka `key`.
+fn reserved_key_fix(key: &str) -> &'static str {
+    match key {
+        "bootstrap.servers" | "metadata.broker.list" => "use --bootstrap-servers instead",
+        "acks" | "request.required.acks" => {
+            "producers always use acks=all, which the delivery guarantee needs; \
+             remove the option"
+        }
+        "enable.idempotence" => {
+            "producers are always idempotent, so that retries write no duplicates; \
+             remove the option"
+        }
+        "enable.auto.commit" | "enable.auto.offset.store" => {
+            "consumers commit offsets only after the records are handled; remove the option"
+        }
+        "group.id" => "use --group-id instead",
+        _ => "remove the option",
+    }
+}
+
 /// Kafka flags shared by every binary.
 #[derive(Args, Clone)]
 pub struct KafkaArgs {
@@ -115,10 +135,8 @@ impl KafkaArgs {
         for (key, value) in &self.raw_options()? {
             let shown = shown_value(key, value);
             if RESERVED_KEYS.contains(&key.as_str()) {
-                bail!(
-                    "invalid --kafka-option {key}={shown}: weblog sets {key} itself; \
-                     use the dedicated flag or remove the option"
-                );
+                let fix = reserved_key_fix(key);
+                bail!("invalid --kafka-option {key}={shown}: weblog sets {key} itself; {fix}");
             }
             if key == "statistics.interval.ms" {
                 bail!(
@@ -268,6 +286,25 @@ mod tests {
         let cli = parse(&["--kafka-option", "acks=1"]).expect("flags are valid");
         let error = cli.kafka.producer_config().expect_err("acks is reserved");
         assert!(error.to_string().contains("acks=1"), "{error}");
+    }
+
+    #[test]
+    fn reserved_option_error_names_fix() {
+        let cases = [
+            ("acks=1", "acks=all"),
+            ("request.required.acks=0", "acks=all"),
+            ("enable.idempotence=false", "idempotent"),
+            ("enable.auto.commit=true", "commit offsets only after"),
+            ("group.id=g", "--group-id"),
+            ("metadata.broker.list=b:9092", "--bootstrap-servers"),
+        ];
+        for (option, fix) in cases {
+            let cli = parse(&["--kafka-option", option]).expect("flags are valid");
+            let error = cli.kafka.client_config().expect_err("option is reserved");
+            let message = error.to_string();
+            assert!(message.contains(fix), "{option}: {message}");
+            assert!(!message.contains("dedicated flag"), "{option}: {message}");
+        }
     }
 
     #[test]

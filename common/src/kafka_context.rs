@@ -97,6 +97,14 @@ impl ErrorThrottle {
     /// less than [`REPEAT_INTERVAL`] ago.
     pub fn log(&self, error: KafkaError, reason: &str) {
         let code = error.rdkafka_error_code();
+        // The end of a partition, reported with enable.partition.eof, is
+        // an event and not a failure.
+        let end_of_partition = matches!(error, KafkaError::PartitionEOF(_))
+            || code == Some(RDKafkaErrorCode::PartitionEOF);
+        if end_of_partition {
+            tracing::debug!(error = %error, "reached the end of a partition");
+            return;
+        }
         if let Some(suppressed) = self.admit(code, Instant::now()) {
             tracing::warn!(error = %error, reason, suppressed, "kafka client error");
         }
@@ -133,6 +141,18 @@ mod tests {
     use super::*;
 
     const DOWN: Option<RDKafkaErrorCode> = Some(RDKafkaErrorCode::AllBrokersDown);
+
+    #[test]
+    fn partition_end_is_not_logged_as_error() {
+        let throttle = ErrorThrottle::default();
+        let code = Some(RDKafkaErrorCode::PartitionEOF);
+        throttle.log(KafkaError::Global(RDKafkaErrorCode::PartitionEOF), "");
+        throttle.log(KafkaError::PartitionEOF(3), "");
+        // A logged error would make a repeat of its code wait for
+        // REPEAT_INTERVAL.
+        assert_eq!(throttle.admit(code, Instant::now()), Some(0));
+        assert_eq!(throttle.admit(None, Instant::now()), Some(0));
+    }
 
     #[test]
     fn throttle_counts_skipped_repeats() {

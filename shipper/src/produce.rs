@@ -83,12 +83,14 @@ impl fmt::Display for ShipSummary {
 /// Ships the configured file to the configured topic: once to its end, or
 /// following it until `shutdown` is cancelled.
 ///
-/// Fails before connecting to Kafka when the checkpoint cannot be read or
-/// written, or when the file cannot be opened, unless it is followed, in
-/// which case the run waits for it. Fails before sending when a topic does
-/// not exist. In one-shot
-/// mode, a cancelled `shutdown` stops reading and fails with the count that
-/// was sent, after the records in flight are acknowledged.
+/// Fails before connecting to Kafka when another shipper holds the lock on
+/// the checkpoint, when the checkpoint cannot be read or written, or when
+/// the file cannot be opened, unless it is followed, in which case the run
+/// waits for it. Fails before sending when a topic does not exist. In
+/// one-shot mode, a cancelled `shutdown` stops reading and fails with the
+/// count that was sent, after the records in flight are acknowledged. A
+/// one-shot run with a checkpoint and without --final leaves a last line
+/// without `\n` unsent and reports its bytes in the summary.
 pub(crate) async fn ship(
     config: &Config,
     shutdown: &CancellationToken,
