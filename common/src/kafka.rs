@@ -64,7 +64,7 @@ fn reserved_key_fix(key: &str) -> &'static str {
         "enable.auto.commit" | "enable.auto.offset.store" => {
             "consumers commit offsets only after the records are handled; remove the option"
         }
-        "group.id" => "use --group-id instead",
+        "group.id" => "use --group-id of weblog-host or weblog-sink instead",
         _ => "remove the option",
     }
 }
