@@ -111,8 +111,9 @@ impl ErrorThrottle {
     }
 
     /// Returns the number of skipped repeats when an error with `code` may
-    /// be logged at `now`, or `None` when it is to be skipped.
-    fn admit(&self, code: Option<RDKafkaErrorCode>, now: Instant) -> Option<u64> {
+    /// be logged at `now`, or `None` when it is to be skipped. For callers
+    /// that log their own message.
+    pub fn admit(&self, code: Option<RDKafkaErrorCode>, now: Instant) -> Option<u64> {
         // A poisoned lock only means that another thread panicked while
         // logging, and the list is still usable.
         let mut seen = self

@@ -18,6 +18,7 @@ pub mod lag;
 pub mod logging;
 pub mod metrics;
 pub mod shutdown;
+pub mod topic;
 
 pub use admin::AdminArgs;
 pub use kafka::KafkaArgs;

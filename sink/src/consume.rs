@@ -21,10 +21,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::{KafkaError, KafkaResult};
-use rdkafka::message::{BorrowedMessage, OwnedMessage};
+use rdkafka::message::OwnedMessage;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -37,12 +36,15 @@ use crate::metrics::{
     Freshness, CONSUMER_LAG, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RECORDS_WRITTEN,
     WRITTEN_BYTES,
 };
+use crate::receive::Receiver;
 use crate::record::check_value;
 use crate::write::SinkWriter;
 use weblog_common::admin::health;
 use weblog_common::metrics::counter;
+use weblog_common::topic::check_topic_exists;
 
-type SinkConsumer = StreamConsumer<SinkContext>;
+/// The consumer of the enriched topic.
+pub(crate) type SinkConsumer = StreamConsumer<SinkContext>;
 
 /// Counts of one run or one batch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -72,6 +74,10 @@ pub(crate) async fn run(
     consumer
         .subscribe(&[&config.topic])
         .with_context(|| format!("failed to subscribe to topic {}", config.topic))?;
+    tokio::task::block_in_place(|| {
+        check_topic_exists(consumer.client(), &config.topic, "--topic", servers)?;
+        dead_letters.check_topic(servers)
+    })?;
     let consumer = Arc::new(consumer);
     tracing::info!(
         topic = %config.topic,
@@ -121,16 +127,12 @@ async fn consume_until_shutdown(
     checkpointed: &SharedOffsets,
 ) -> anyhow::Result<SinkSummary> {
     let mut summary = SinkSummary::default();
+    let mut receiver = Receiver::new(consumer, dead_letters);
     loop {
         let rotation_deadline = writer.rotation_deadline().map(Instant::from_std);
-        let batch = collect_batch(
-            consumer,
-            config,
-            &mut positions,
-            rotation_deadline,
-            shutdown,
-        )
-        .await?;
+        let batch = receiver
+            .collect_batch(config, &mut positions, rotation_deadline, shutdown)
+            .await?;
         if !batch.is_empty() {
             let counts = handle_batch(consumer, writer, dead_letters, &batch, &positions).await?;
             *checkpointed.lock().unwrap_or_else(PoisonError::into_inner) = positions.clone();
@@ -142,82 +144,6 @@ async fn consume_until_shutdown(
             return Ok(summary);
         }
     }
-}
-
-/// Waits for the first record, then collects more until the batch is full,
-/// the linger time has passed or `shutdown` is cancelled. Returns an empty
-/// batch when `shutdown` is cancelled or `rotation_deadline` passes before
-/// the first record. Advances `positions` past each record taken. Fails on
-/// a fatal consumer error, leaving the batch uncommitted.
-async fn collect_batch(
-    consumer: &SinkConsumer,
-    config: &Config,
-    positions: &mut Offsets,
-    rotation_deadline: Option<Instant>,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<Vec<OwnedMessage>> {
-    let mut batch = Vec::new();
-    while batch.is_empty() {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return Ok(batch),
-            () = sleep_until(rotation_deadline) => return Ok(batch),
-            received = consumer.recv() => push_received(&mut batch, positions, received)?,
-        }
-    }
-
-    let deadline = Instant::now() + config.batch_linger;
-    while batch.len() < config.batch_size {
-        tokio::select! {
-            biased;
-            () = shutdown.cancelled() => break,
-            () = tokio::time::sleep_until(deadline) => break,
-            received = consumer.recv() => push_received(&mut batch, positions, received)?,
-        }
-    }
-    Ok(batch)
-}
-
-/// Sleeps until `deadline`, or forever when it is `None`.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Adds a received record to `batch` unless its offset is below the
-/// partition's entry in `positions`, which means it is in the file or the
-/// batch already. A consumer error is logged and skipped, because
-/// librdkafka keeps fetching after it (a subscribed topic that does not
-/// exist yet, for example), unless librdkafka marks it fatal.
-fn push_received(
-    batch: &mut Vec<OwnedMessage>,
-    positions: &mut Offsets,
-    received: KafkaResult<BorrowedMessage<'_>>,
-) -> anyhow::Result<()> {
-    match received {
-        Ok(message) => {
-            let key = (message.topic().to_string(), message.partition());
-            let position = positions.entry(key).or_insert(message.offset());
-            if message.offset() < *position {
-                tracing::trace!(
-                    topic = message.topic(),
-                    partition = message.partition(),
-                    offset = message.offset(),
-                    "skipped a record that is written already"
-                );
-                return Ok(());
-            }
-            *position = message.offset() + 1;
-            batch.push(message.detach());
-        }
-        Err(KafkaError::MessageConsumptionFatal(code)) => {
-            bail!("failed to consume records: fatal Kafka consumer error: {code}")
-        }
-        Err(error) => tracing::warn!(error = %error, "failed to receive a record"),
-    }
-    Ok(())
 }
 
 /// Writes, dead-letters, checkpoints and commits one batch. `positions`
@@ -339,7 +265,7 @@ mod tests {
     use rdkafka::message::Headers;
     use rdkafka::mocking::MockCluster;
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    use rdkafka::types::RDKafkaRespErr;
+    use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
     use rdkafka::ClientConfig;
 
     use super::*;
@@ -590,14 +516,14 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn failed_dead_letter_commits_nothing() {
         let cluster = start_cluster();
-        cluster
-            .topic_error(
-                DLQ_TOPIC,
-                RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED,
-            )
-            .expect("inject topic error");
         let bootstrap = cluster.bootstrap_servers();
         produce(&bootstrap, 0, &[Some(b"not json")]).await;
+        // The produce requests fail, not the topic's metadata, so the
+        // topic check at start passes and the dead letter fails.
+        cluster.request_errors(
+            RDKafkaApiKey::Produce,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED; 10],
+        );
         let dir = tempfile::tempdir().expect("temp dir");
         let config = config(&bootstrap, &dir.path().join("out.jsonl"));
 

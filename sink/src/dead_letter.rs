@@ -8,11 +8,13 @@
 
 use anyhow::anyhow;
 use futures::future::try_join_all;
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, OwnedHeaders, OwnedMessage};
-use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::util::Timeout;
 use rdkafka::{ClientConfig, Message};
 
+use weblog_common::topic::check_topic_exists;
 use weblog_common::LoggingContext;
 
 /// Value of the `weblog.error.kind` header for a record the sink rejects.
@@ -49,6 +51,23 @@ impl DeadLetters {
     /// Returns the name of the dead-letter topic.
     pub(crate) fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// Fails with the fix when the dead-letter topic does not exist on the
+    /// broker at `bootstrap`. Blocks until the broker replies.
+    pub(crate) fn check_topic(&self, bootstrap: &str) -> anyhow::Result<()> {
+        check_topic_exists(
+            self.producer.client(),
+            &self.topic,
+            "--dlq-topic",
+            bootstrap,
+        )
+    }
+
+    /// Returns the producer's fatal error, with its reason, once librdkafka
+    /// has raised one. The producer cannot send after it.
+    pub(crate) fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.producer.client().fatal_error()
     }
 
     /// Produces every rejected record and waits until Kafka acknowledges

@@ -20,7 +20,8 @@
 //! - 2: invalid flags.
 //!
 //! Layout: `config` turns flags into settings, `consume` runs the batch
-//! loop and commits, `context` starts assigned partitions at the
+//! loop and commits, `receive` collects each batch and handles failed
+//! receives, `context` starts assigned partitions at the
 //! checkpoint, `record` checks each value, `write` owns the output file and
 //! its rotation, `lock` keeps a second sink off it, `checkpoint` the
 //! checkpoint file, `dead_letter` the dead-letter producer, and `metrics`
@@ -33,6 +34,7 @@ mod context;
 mod dead_letter;
 mod lock;
 mod metrics;
+mod receive;
 mod record;
 mod write;
 

@@ -329,3 +329,40 @@ fn second_sink_on_same_output_is_rejected() {
         .collect();
     assert_eq!(written, records);
 }
+
+/// A missing input or dead-letter topic stops the sink at start with an
+/// error naming the topic, the broker and how to create it.
+#[test]
+fn missing_topics_fail_at_start() {
+    let existing = unique_name("sink-topic-in");
+    let missing = unique_name("sink-topic-missing");
+    create_topics(&[&existing], 1);
+    let cases = [
+        ("--topic", missing.as_str(), existing.as_str()),
+        ("--dlq-topic", existing.as_str(), missing.as_str()),
+    ];
+    for (flag, topic, dlq) in cases {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let output = dir.path().join("out.jsonl");
+        let mut command = sink_command(topic, dlq, &unique_name("sink-topic"), &output);
+
+        let result = run_bounded(&mut command, Duration::from_secs(60));
+
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        assert_eq!(result.status.code(), Some(1), "{flag}: {stderr}");
+        assert!(
+            stderr.contains(&format!("topic {missing:?} does not exist")),
+            "{flag}: {stderr}"
+        );
+        assert!(stderr.contains(&bootstrap()), "{flag}: {stderr}");
+        assert!(
+            stderr.contains("scripts/kafka.sh topics"),
+            "{flag}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("pass another {flag}")),
+            "{flag}: {stderr}"
+        );
+        assert!(!stderr.contains("sink started"), "{flag}: {stderr}");
+    }
+}

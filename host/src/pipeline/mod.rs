@@ -38,6 +38,7 @@ use rdkafka::ClientConfig;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use weblog_common::admin::health;
+use weblog_common::topic::check_topic_exists;
 use weblog_common::{KafkaArgs, LoggingContext};
 
 use crate::cache::ComponentCache;
@@ -48,9 +49,6 @@ use crate::sandbox::{self, SandboxLimits};
 use crate::swap::{self, Replacement, SwapCounts, SwapSettings};
 use commit::{PendingBatch, PipelineCounts};
 use transaction::Transactions;
-
-/// How long startup waits for topic metadata before it gives up.
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Everything `run` needs, validated.
 #[derive(Clone, Debug)]
@@ -140,14 +138,19 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
                 config.kafka.bootstrap_servers
             )
         })?;
-    for topic in [&config.output_topic, &config.dlq_topic] {
-        check_topic_exists(&producer, topic, &config.kafka.bootstrap_servers)?;
+    let bootstrap = &config.kafka.bootstrap_servers;
+    for (topic, flag) in [
+        (&config.output_topic, "--output-topic"),
+        (&config.dlq_topic, "--dlq-topic"),
+    ] {
+        check_topic_exists(producer.client(), topic, flag, bootstrap)?;
     }
     let consumer = Arc::new(consume::HostContext::create_consumer(&config)?);
     check_topic_exists(
-        &producer,
+        producer.client(),
         &config.input_topic,
-        &config.kafka.bootstrap_servers,
+        "--input-topic",
+        bootstrap,
     )?;
     let mut transactions = match &config.transactional_id {
         Some(id) => Some(Transactions::init(
@@ -377,32 +380,4 @@ fn message_max_bytes(producer_config: &ClientConfig) -> anyhow::Result<usize> {
     value
         .parse()
         .with_context(|| format!("invalid --kafka-option message.max.bytes={value}"))
-}
-
-/// Fails with a message naming the topic when it does not exist, instead of
-/// letting the clients wait for it forever.
-fn check_topic_exists(
-    producer: &FutureProducer<LoggingContext>,
-    topic: &str,
-    bootstrap: &str,
-) -> anyhow::Result<()> {
-    let metadata = producer
-        .client()
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .with_context(|| {
-            format!(
-                "failed to fetch metadata of topic {topic:?} from {bootstrap}; \
-                 is the broker running (make broker-up)?"
-            )
-        })?;
-    let exists = metadata
-        .topics()
-        .iter()
-        .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-    anyhow::ensure!(
-        exists,
-        "topic {topic:?} does not exist on {bootstrap}; create it \
-         (make broker-up creates the default topics)"
-    );
-    Ok(())
 }
