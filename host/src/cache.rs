@@ -88,6 +88,7 @@ pub fn load_component(
     digest: &str,
     cache: Option<&ComponentCache>,
 ) -> anyhow::Result<(Component, ComponentSource)> {
+    check_format(bytes)?;
     let Some(cache) = cache else {
         return Ok((compile(engine, bytes)?, ComponentSource::Compiled));
     };
@@ -115,6 +116,35 @@ pub fn load_component(
         );
     }
     Ok((component, ComponentSource::Compiled))
+}
+
+/// First bytes of every binary WASM file.
+const WASM_MAGIC: &[u8] = b"\0asm";
+
+/// Version and layer that follow [`WASM_MAGIC`] in a core module.
+const CORE_MODULE_VERSION: &[u8] = &[1, 0, 0, 0];
+
+/// Fails with what the file is not and how to build a plugin, unless
+/// `bytes` start like a binary WASM component or like WAT text, which
+/// wasmtime also compiles. Without this, wasmtime reports any other file
+/// as invalid WAT text ("input bytes aren't valid utf-8").
+fn check_format(bytes: &[u8]) -> anyhow::Result<()> {
+    const BUILD_HINT: &str = "build the plugins with `make plugin`, which writes \
+        plugins/target/wasm32-wasip2/release/<name>.wasm";
+    if let Some(version) = bytes.strip_prefix(WASM_MAGIC) {
+        anyhow::ensure!(
+            !version.starts_with(CORE_MODULE_VERSION),
+            "the file is a core WASM module, not a WASM component; {BUILD_HINT}"
+        );
+        return Ok(());
+    }
+    let text = bytes.trim_ascii_start();
+    anyhow::ensure!(
+        text.starts_with(b"(") || text.starts_with(b";;"),
+        "the file is not a WASM component: it starts neither with the WASM magic \
+         bytes \\0asm nor with WAT text; {BUILD_HINT}"
+    );
+    Ok(())
 }
 
 fn compile(engine: &Engine, bytes: &[u8]) -> anyhow::Result<Component> {
@@ -193,6 +223,31 @@ mod tests {
         let mut config = sandbox::engine_config();
         config.epoch_interruption(epochs);
         Engine::new(&config).expect("engine")
+    }
+
+    #[test]
+    fn garbage_is_not_a_component() {
+        let engine = engine_with_epochs(true);
+        for bytes in [&b"\xff\xfe garbage"[..], b"#!/bin/sh\n", b""] {
+            let error = load_component(&engine, bytes, "aa", None)
+                .err()
+                .expect("garbage loads");
+            let message = format!("{error:#}");
+            assert!(message.contains("not a WASM component"), "{message}");
+            assert!(message.contains("make plugin"), "{message}");
+            assert!(!message.contains("utf-8"), "{message}");
+        }
+    }
+
+    #[test]
+    fn core_module_is_not_a_component() {
+        let engine = engine_with_epochs(true);
+        let bytes = b"\0asm\x01\0\0\0";
+        let error = load_component(&engine, bytes, "aa", None)
+            .err()
+            .expect("a core module loads");
+        let message = format!("{error:#}");
+        assert!(message.contains("core WASM module"), "{message}");
     }
 
     #[test]

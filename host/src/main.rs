@@ -280,7 +280,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", weblog_host::report::error_chain(&error));
             ExitCode::FAILURE
         }
     }
