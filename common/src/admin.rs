@@ -38,17 +38,15 @@ use tokio_util::sync::CancellationToken;
 #[derive(Args, Clone, Debug, Default)]
 pub struct AdminArgs {
     /// Loopback address of the admin HTTP endpoint, such as
-    /// 127.0.0.1:9464, serving GET /metrics, /healthz and /readyz (and
-    /// POST /reload on the host). Port 0 picks a free port, logged at
-    /// start. Off by default, so that several instances on one machine do
-    /// not compete for a port.
+    /// 127.0.0.1:9464, serving GET /metrics, /healthz and /readyz. Port 0
+    /// picks a free port, logged at start. Off by default, so that several
+    /// instances on one machine do not compete for a port.
     #[arg(long, env = "WEBLOG_ADMIN_ADDR", value_name = "ADDR")]
     pub admin_addr: Option<SocketAddr>,
 
     /// Accept a non-loopback --admin-addr such as 0.0.0.0:9464. The
     /// endpoint has no authentication: use it only where the network is
-    /// restricted, for example a pod behind a NetworkPolicy. POST /reload
-    /// still rejects clients that are not on loopback.
+    /// restricted, for example a pod behind a NetworkPolicy.
     #[arg(long, env = "WEBLOG_ADMIN_ALLOW_REMOTE")]
     pub admin_allow_remote: bool,
 }

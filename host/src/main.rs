@@ -102,7 +102,15 @@ impl PluginArgs {
     }
 }
 
+/// Help of `--admin-addr` on the host, which also serves `POST /reload`.
+const ADMIN_ADDR_HELP: &str = "Loopback address of the admin HTTP endpoint, such as \
+    127.0.0.1:9464, serving GET /metrics, /healthz and /readyz, and POST /reload, which swaps \
+    the plugin like SIGHUP and rejects clients that are not on loopback. Port 0 picks a free \
+    port, logged at start. Off by default, so that several instances on one machine do not \
+    compete for a port";
+
 #[derive(Args)]
+#[command(mut_arg("admin_addr", |arg| arg.help(ADMIN_ADDR_HELP)))]
 struct RunArgs {
     #[command(flatten)]
     kafka: KafkaArgs,

@@ -180,6 +180,8 @@ impl TryFrom<Cli> for Config {
 
 #[cfg(test)]
 mod tests {
+    use clap::CommandFactory;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -274,6 +276,15 @@ mod tests {
         );
         assert_eq!(config.batch_size, 1_000_000);
         assert_eq!(config.batch_linger, Duration::from_millis(60_000));
+    }
+
+    #[test]
+    fn help_lists_only_sink_routes() {
+        let help = Cli::command().render_long_help().to_string();
+
+        assert!(help.contains("/metrics, /healthz and /readyz"), "{help}");
+        assert!(!help.contains("/reload"), "{help}");
+        assert!(!help.contains("the host"), "{help}");
     }
 
     #[test]
