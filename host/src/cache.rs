@@ -229,9 +229,7 @@ mod tests {
     fn garbage_is_not_a_component() {
         let engine = engine_with_epochs(true);
         for bytes in [&b"\xff\xfe garbage"[..], b"#!/bin/sh\n", b""] {
-            let error = load_component(&engine, bytes, "aa", None)
-                .err()
-                .expect("garbage loads");
+            let error = load_component(&engine, bytes, "aa", None).expect_err("garbage loads");
             let message = format!("{error:#}");
             assert!(message.contains("not a WASM component"), "{message}");
             assert!(message.contains("make plugin"), "{message}");
@@ -243,9 +241,7 @@ mod tests {
     fn core_module_is_not_a_component() {
         let engine = engine_with_epochs(true);
         let bytes = b"\0asm\x01\0\0\0";
-        let error = load_component(&engine, bytes, "aa", None)
-            .err()
-            .expect("a core module loads");
+        let error = load_component(&engine, bytes, "aa", None).expect_err("a core module loads");
         let message = format!("{error:#}");
         assert!(message.contains("core WASM module"), "{message}");
     }

@@ -17,6 +17,32 @@ use weblog_host::plugin::Plugin;
 use weblog_host::retry::{Backoff, DEFAULT_MAX_RETRIES};
 use weblog_host::sandbox::{self, SandboxLimits, DEFAULT_CALL_TIMEOUT, DEFAULT_MEMORY_LIMIT};
 
+/// Max of `--batch-size`: a batch is one plugin call, whose records and
+/// outputs all sit in the plugin's memory at once.
+const MAX_BATCH_SIZE: u64 = 100_000;
+
+/// Max of `--batch-linger-ms`: a longer wait only delays records.
+const MAX_BATCH_LINGER_MS: u64 = 60_000;
+
+/// Max of `--max-in-flight-batches`. Every batch in flight keeps its
+/// records and outputs in memory, and tokio's semaphore that counts them
+/// panics on more than `usize::MAX >> 3` permits.
+const MAX_IN_FLIGHT_BATCHES: u64 = 10_000;
+
+/// Max of `--plugin-timeout-ms`: ten minutes of CPU for one call.
+const MAX_PLUGIN_TIMEOUT_MS: u64 = 600_000;
+
+/// Min of `--plugin-memory-mib`, a floor that rejects obvious typos. It
+/// is not measured against the smallest plugin.
+const MIN_PLUGIN_MEMORY_MIB: u64 = 2;
+
+/// Max of `--plugin-memory-mib`: the 4 GiB that a 32-bit WASM memory can
+/// address.
+const MAX_PLUGIN_MEMORY_MIB: u64 = 4096;
+
+/// Max of `--max-retries`: with the 30 s max backoff, over 8 hours.
+const MAX_RETRIES: u64 = 1_000;
+
 #[derive(Parser)]
 #[command(
     name = "weblog-host",
@@ -69,35 +95,39 @@ struct PluginArgs {
     )]
     plugin_config: Vec<(String, String)>,
 
-    /// CPU deadline of one plugin call, in milliseconds. A call past it is
-    /// interrupted and its records are dead-lettered as timeouts.
-    #[arg(long, env = "WEBLOG_PLUGIN_TIMEOUT_MS", default_value_t = DEFAULT_CALL_TIMEOUT.as_millis() as u64)]
+    /// CPU deadline of one plugin call, in milliseconds, from 1 to 600000.
+    /// A call past it is interrupted and its records are dead-lettered as
+    /// timeouts.
+    #[arg(
+        long,
+        env = "WEBLOG_PLUGIN_TIMEOUT_MS",
+        default_value_t = DEFAULT_CALL_TIMEOUT.as_millis() as u64,
+        value_parser = clap::value_parser!(u64).range(1..=MAX_PLUGIN_TIMEOUT_MS)
+    )]
     plugin_timeout_ms: u64,
 
-    /// Max linear memory of a plugin instance, in MiB.
-    #[arg(long, env = "WEBLOG_PLUGIN_MEMORY_MIB", default_value_t = DEFAULT_MEMORY_LIMIT >> 20)]
+    /// Max linear memory of a plugin instance, in MiB, from 2 to 4096.
+    #[arg(
+        long,
+        env = "WEBLOG_PLUGIN_MEMORY_MIB",
+        default_value_t = DEFAULT_MEMORY_LIMIT >> 20,
+        value_parser = ranged_usize(MIN_PLUGIN_MEMORY_MIB, MAX_PLUGIN_MEMORY_MIB)
+    )]
     plugin_memory_mib: usize,
 }
 
+/// Returns a parser of a `usize` flag that rejects values outside
+/// `min..=max`, naming the value and the range.
+fn ranged_usize(min: u64, max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::new().range(min..=max)
+}
+
 impl PluginArgs {
+    /// Returns the sandbox limits. clap has checked the flags' ranges.
     fn limits(&self) -> anyhow::Result<SandboxLimits> {
-        anyhow::ensure!(
-            self.plugin_timeout_ms > 0,
-            "invalid --plugin-timeout-ms 0: the deadline must be at least 1 ms"
-        );
-        let memory_bytes = self
-            .plugin_memory_mib
-            .checked_mul(1 << 20)
-            .filter(|bytes| *bytes >= 2 << 20)
-            .with_context(|| {
-                format!(
-                    "invalid --plugin-memory-mib {}: use a value from 2 to a few thousand",
-                    self.plugin_memory_mib
-                )
-            })?;
         Ok(SandboxLimits {
             call_timeout: Duration::from_millis(self.plugin_timeout_ms),
-            memory_bytes,
+            memory_bytes: self.plugin_memory_mib << 20,
         })
     }
 }
@@ -137,26 +167,46 @@ struct RunArgs {
     #[arg(long, env = "WEBLOG_HOST_GROUP_ID", default_value = "weblog-host")]
     group_id: String,
 
-    /// Max records per plugin call.
-    #[arg(long, env = "WEBLOG_HOST_BATCH_SIZE", default_value_t = DEFAULT_BATCH_SIZE)]
+    /// Max records per plugin call, from 1 to 100000.
+    #[arg(
+        long,
+        env = "WEBLOG_HOST_BATCH_SIZE",
+        default_value_t = DEFAULT_BATCH_SIZE,
+        value_parser = ranged_usize(1, MAX_BATCH_SIZE)
+    )]
     batch_size: usize,
 
     /// How long a batch waits for more records after its first, in
-    /// milliseconds.
-    #[arg(long, env = "WEBLOG_HOST_BATCH_LINGER_MS", default_value_t = 20)]
+    /// milliseconds, from 0 to 60000.
+    #[arg(
+        long,
+        env = "WEBLOG_HOST_BATCH_LINGER_MS",
+        default_value_t = 20,
+        value_parser = clap::value_parser!(u64).range(0..=MAX_BATCH_LINGER_MS)
+    )]
     batch_linger_ms: u64,
 
     /// Max batches whose outputs await acknowledgement before consumption
-    /// pauses.
-    #[arg(long, env = "WEBLOG_HOST_MAX_IN_FLIGHT_BATCHES", default_value_t = 32)]
+    /// pauses, from 1 to 10000.
+    #[arg(
+        long,
+        env = "WEBLOG_HOST_MAX_IN_FLIGHT_BATCHES",
+        default_value_t = 32,
+        value_parser = ranged_usize(1, MAX_IN_FLIGHT_BATCHES)
+    )]
     max_in_flight_batches: usize,
 
     /// Sends of a record after its delivery failed with a retriable error
     /// (librdkafka's own retries until message.timeout.ms are spent by
     /// then), with exponential backoff from 0.5 s to 30 s and 20 % jitter.
     /// With --exactly-once, aborted transactions in a row. Past it the
-    /// host stops without committing the record's offset.
-    #[arg(long, env = "WEBLOG_HOST_MAX_RETRIES", default_value_t = DEFAULT_MAX_RETRIES)]
+    /// host stops without committing the record's offset. From 0 to 1000.
+    #[arg(
+        long,
+        env = "WEBLOG_HOST_MAX_RETRIES",
+        default_value_t = DEFAULT_MAX_RETRIES,
+        value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES as i64)
+    )]
     max_retries: u32,
 
     /// Directory of compiled plugin components, so that a restart or a swap
@@ -277,8 +327,8 @@ struct EnrichFileArgs {
     #[arg(long, env = "WEBLOG_INPUT")]
     input: PathBuf,
 
-    /// Lines per plugin call.
-    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE)]
+    /// Lines per plugin call, from 1 to 100000.
+    #[arg(long, default_value_t = DEFAULT_BATCH_SIZE, value_parser = ranged_usize(1, MAX_BATCH_SIZE))]
     batch_size: usize,
 }
 
@@ -325,14 +375,6 @@ fn run_pipeline(args: RunArgs, replay: bool) -> anyhow::Result<RunTotals> {
     if args.native_plugin {
         weblog_host::native::enable(&args.plugin.plugin_config)?;
     }
-    anyhow::ensure!(
-        args.batch_size > 0,
-        "invalid --batch-size 0: a batch holds at least one record"
-    );
-    anyhow::ensure!(
-        args.max_in_flight_batches > 0,
-        "invalid --max-in-flight-batches 0: at least one batch must be in flight"
-    );
     let config = PipelineConfig {
         transactional_id: args.transactional_id()?,
         instance_id: args.instance_id()?,
@@ -366,10 +408,6 @@ fn run_pipeline(args: RunArgs, replay: bool) -> anyhow::Result<RunTotals> {
 }
 
 fn run_enrich_file(args: EnrichFileArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.batch_size > 0,
-        "invalid --batch-size 0: a batch holds at least one line"
-    );
     let engine = sandbox::create_engine()?;
     let limits = args.plugin.limits()?;
     let mut plugin = Plugin::load(

@@ -663,3 +663,43 @@ fn is_subsequence(items: &[&str], sequence: &[&str]) -> bool {
         .iter()
         .all(|item| rest.any(|candidate| candidate == item))
 }
+
+/// Numeric flags out of their range fail at parse time with exit code 2
+/// and a message naming the flag, the value and the range, before the
+/// host touches Kafka or the plugin.
+#[test]
+fn numeric_flags_out_of_range_are_rejected() {
+    let cases = [
+        (
+            "--max-in-flight-batches",
+            "18446744073709551615",
+            "1..=10000",
+        ),
+        ("--max-in-flight-batches", "0", "1..=10000"),
+        ("--batch-size", "0", "1..=100000"),
+        ("--batch-size", "100001", "1..=100000"),
+        ("--batch-linger-ms", "60001", "0..=60000"),
+        ("--plugin-timeout-ms", "0", "1..=600000"),
+        ("--plugin-timeout-ms", "600001", "1..=600000"),
+        ("--plugin-memory-mib", "1", "2..=4096"),
+        ("--plugin-memory-mib", "99999999", "2..=4096"),
+        ("--max-retries", "1001", "0..=1000"),
+    ];
+    for (flag, value, range) in cases {
+        let topics = TestTopics {
+            raw: "unused-raw".to_string(),
+            enriched: "unused-enriched".to_string(),
+            dlq: "unused-dlq".to_string(),
+        };
+        let mut command = host_command(&topics, "unused-group");
+        command.args([flag, value]);
+        let output = crate::util::run_bounded(&mut command, Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{flag} {value}: {stderr}");
+        assert!(
+            stderr.contains(&format!("{value} is not in {range}")),
+            "{flag} {value}: {stderr}"
+        );
+    }
+}
