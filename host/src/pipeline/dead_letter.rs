@@ -10,6 +10,12 @@
 //! `max.message.bytes` is lower, it is sent once more with at most
 //! [`SMALL_VALUE_BYTES`] of the input and a reason of at most
 //! [`SMALL_REASON_BYTES`]; only when that fails too does the host fail.
+//!
+//! NOTE: the broker checks `max.message.bytes` per record batch, so a dead
+//! letter rejected with others in one batch is cut although it would fit
+//! alone; the shipper sends such a line alone first. `replay-dlq` sends a
+//! cut dead letter's value, the input's first bytes, through the plugin as
+//! it is. A key alone over `message.max.bytes` still fails the host.
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
