@@ -41,7 +41,7 @@ pub(crate) const MAX_BATCH_SIZE: u64 = 1_000_000;
 pub(crate) const MAX_BATCH_LINGER_MS: u64 = 60_000;
 
 /// Min `--rotate-bytes`: 4 KiB. Smaller files would rotate after nearly
-/// every batch, each rotation costing two renames and three fsyncs.
+/// every batch, and each rotation costs two renames and four fsyncs.
 pub(crate) const MIN_ROTATE_BYTES: u64 = 4096;
 
 /// Max `--rotate-interval-secs`: 10 years of 365.25 days. Larger values
