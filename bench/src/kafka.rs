@@ -19,6 +19,9 @@ pub(crate) const PARTITIONS: i32 = 3;
 /// How long one broker request may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long new topics may take to show in the broker's metadata.
+const TOPIC_LISTED_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Read-only view of the broker for progress checks.
 pub(crate) struct Probe {
     kafka: KafkaArgs,
@@ -68,7 +71,40 @@ impl Probe {
                 anyhow::bail!("failed to create topic {topic:?}: {code}");
             }
         }
-        Ok(())
+        self.wait_until_listed(topics)
+    }
+
+    /// Waits until the broker's metadata lists each of `topics` with a
+    /// leader for every partition. A program started right after the
+    /// creation can otherwise find a topic missing on a busy broker.
+    fn wait_until_listed(&self, topics: &[&str]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + TOPIC_LISTED_TIMEOUT;
+        loop {
+            let metadata = self
+                .watermarks
+                .fetch_metadata(None, REQUEST_TIMEOUT)
+                .context("failed to fetch the broker's metadata")?;
+            let listed = topics.iter().all(|name| {
+                metadata.topics().iter().any(|topic| {
+                    topic.name() == *name
+                        && topic.error().is_none()
+                        && topic.partitions().len() == PARTITIONS as usize
+                        && topic
+                            .partitions()
+                            .iter()
+                            .all(|partition| partition.leader() >= 0)
+                })
+            });
+            if listed {
+                return Ok(());
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "topics {topics:?} are not in the broker's metadata {} s after their creation",
+                TOPIC_LISTED_TIMEOUT.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     /// Returns the sum of the end offsets of `topic`'s partitions. For a

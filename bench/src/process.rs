@@ -14,6 +14,9 @@ use anyhow::Context;
 /// killed.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Lines of a failed process's log quoted in the error.
+const LOG_TAIL_LINES: usize = 20;
+
 /// CPU time and peak memory of a process at one moment.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct ProcSample {
@@ -65,13 +68,22 @@ impl StageProcess {
         })
     }
 
+    /// Returns " see PATH, which ends with:" and the last lines of the
+    /// process's log, for an error message.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(&self.stderr_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n");
+        format!(" see {:?}, which ends with:\n{tail}", self.stderr_path)
+    }
+
     /// Fails, naming the log file, when the process has exited.
     pub(crate) fn ensure_running(&mut self) -> anyhow::Result<()> {
         if let Some(status) = self.child.try_wait()? {
             anyhow::bail!(
-                "{} exited early with {status}; see {:?}",
+                "{} exited early with {status};{}",
                 self.name,
-                self.stderr_path
+                self.log_tail()
             );
         }
         Ok(())
@@ -85,9 +97,9 @@ impl StageProcess {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::ensure!(
                     status.success(),
-                    "{} failed with {status}; see {:?}",
+                    "{} failed with {status};{}",
                     self.name,
-                    self.stderr_path
+                    self.log_tail()
                 );
                 return Ok(());
             }
@@ -95,9 +107,9 @@ impl StageProcess {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
                 anyhow::bail!(
-                    "{} did not finish within {timeout:?}; see {:?}",
+                    "{} did not finish within {timeout:?};{}",
                     self.name,
-                    self.stderr_path
+                    self.log_tail()
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -117,9 +129,9 @@ impl StageProcess {
             if let Some(status) = self.child.try_wait()? {
                 anyhow::ensure!(
                     status.success(),
-                    "{} exited with {status} after SIGTERM; see {:?}",
+                    "{} exited with {status} after SIGTERM;{}",
                     self.name,
-                    self.stderr_path
+                    self.log_tail()
                 );
                 return Ok(());
             }
