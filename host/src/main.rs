@@ -71,7 +71,7 @@ enum Command {
     /// failures back to --dlq-topic with one attempt more. Consumes in the
     /// group <--group-id>-replay (--input-topic is not used), stops at the
     /// end offsets found at start and prints the counts.
-    ReplayDlq(RunArgs),
+    ReplayDlq(ReplayArgs),
     /// Print a consumer group's lag per partition: committed offset, end
     /// offset and the records between them.
     Lag(weblog_common::lag::LagArgs),
@@ -318,6 +318,19 @@ fn host_name() -> anyhow::Result<String> {
     Ok(name)
 }
 
+/// Flags of `replay-dlq`: those of `run` and a cap on attempts.
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    run: RunArgs,
+
+    /// Leave in the dead-letter topic each dead letter that already went
+    /// through a plugin this many times (its weblog.error.attempts header),
+    /// so that records no plugin can enrich are not replayed forever.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    max_attempts: u32,
+}
+
 #[derive(Args)]
 struct EnrichFileArgs {
     #[command(flatten)]
@@ -346,15 +359,24 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Run(args) => run_pipeline(args, false).map(|_| ()),
-        Command::ReplayDlq(mut args) => {
+        Command::Run(args) => run_pipeline(args, None).map(|_| ()),
+        Command::ReplayDlq(ReplayArgs {
+            run: mut args,
+            max_attempts,
+        }) => {
             args.group_id = format!("{}-replay", args.group_id);
             args.input_topic = args.dlq_topic.clone();
-            let totals = run_pipeline(args, true)?;
+            let totals = run_pipeline(args, Some(max_attempts))?;
             let mut summary = format!(
                 "replayed {}: enriched {}, dead-lettered again {}",
                 totals.consumed, totals.enriched, totals.dead_lettered
             );
+            if totals.at_max_attempts > 0 {
+                summary.push_str(&format!(
+                    "; left {} dead letters at --max-attempts {max_attempts}",
+                    totals.at_max_attempts
+                ));
+            }
             if totals.skipped > 0 {
                 summary.push_str(&format!(
                     "; skipped {} dead letters the host did not write",
@@ -369,8 +391,9 @@ fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-/// Runs the pipeline, over the dead-letter topic with `replay`.
-fn run_pipeline(args: RunArgs, replay: bool) -> anyhow::Result<RunTotals> {
+/// Runs the pipeline. With `replay`, the max attempts of a dead letter,
+/// it runs over the dead-letter topic.
+fn run_pipeline(args: RunArgs, replay: Option<u32>) -> anyhow::Result<RunTotals> {
     #[cfg(feature = "native-plugin")]
     if args.native_plugin {
         weblog_host::native::enable(&args.plugin.plugin_config)?;
@@ -395,7 +418,8 @@ fn run_pipeline(args: RunArgs, replay: bool) -> anyhow::Result<RunTotals> {
             max_retries: args.max_retries,
             backoff: Backoff::default(),
         },
-        replay,
+        replay: replay.is_some(),
+        max_attempts: replay.unwrap_or(u32::MAX),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

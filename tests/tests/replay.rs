@@ -258,4 +258,22 @@ fn replay_enriches_or_dead_letters_again() {
         assert_eq!(letter.header("weblog.error.kind"), "rejected");
         assert_eq!(letter.header("weblog.plugin.name"), "hostile");
     }
+    // A replay in the same group sees only the 30 dead letters of attempt
+    // 2. With --max-attempts 2 it leaves them in the topic.
+    let capped = replay(
+        &topics,
+        &other_group,
+        &fixture_plugin("weblog_test_hostile"),
+        &["--plugin-config", REJECT_ALL, "--max-attempts", "2"],
+    );
+    assert_eq!(
+        capped.trim(),
+        format!(
+            "replayed 0: enriched 0, dead-lettered again 0; left {} dead letters at \
+             --max-attempts 2",
+            lines.len()
+        )
+    );
+    let after_cap = read_to_end(&topics.dlq, Duration::from_secs(30));
+    assert_eq!(after_cap.len(), 2 * lines.len(), "no dead letter written");
 }

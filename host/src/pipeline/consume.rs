@@ -42,6 +42,9 @@ pub(super) struct ConsumedBatch {
     /// Consumed records left out of `records`: dead letters that the host
     /// did not write, when replaying.
     pub(super) skipped: usize,
+    /// Dead letters left out of `records` because they already went
+    /// through a plugin `max_attempts` times, when replaying.
+    pub(super) at_max_attempts: usize,
 }
 
 /// Where a record started and how often it went through a plugin, for the
@@ -197,6 +200,7 @@ pub(super) async fn next_batch(
         origins: Vec::with_capacity(config.batch_size),
         end_of_partition: Vec::new(),
         skipped: 0,
+        at_max_attempts: 0,
     };
 
     // The first record: wait as long as it takes, unless shutting down.
@@ -207,7 +211,7 @@ pub(super) async fn next_batch(
         };
         match received {
             Ok(message) => {
-                batch.push(&message, config.replay);
+                batch.push(&message, config);
                 break;
             }
             // Returned at once, so that a replay can stop at the end.
@@ -226,7 +230,7 @@ pub(super) async fn next_batch(
     while batch.records.len() < config.batch_size {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Err(_elapsed) => break,
-            Ok(Ok(message)) => batch.push(&message, config.replay),
+            Ok(Ok(message)) => batch.push(&message, config),
             Ok(Err(KafkaError::PartitionEOF(partition))) => {
                 batch.end_of_partition.push(partition);
             }
@@ -282,10 +286,10 @@ impl ConsumedBatch {
         histogram!(crate::metrics::BATCH_RECORDS).record(self.records.len() as f64);
     }
 
-    /// Adds a consumed record. With `replay` the record is a dead letter:
-    /// its origin comes from its headers, and one the host did not write
-    /// is skipped.
-    fn push(&mut self, message: &BorrowedMessage<'_>, replay: bool) {
+    /// Adds a consumed record. When replaying the record is a dead letter:
+    /// its origin comes from its headers, and one the host did not write,
+    /// or one at `max_attempts`, is left out.
+    fn push(&mut self, message: &BorrowedMessage<'_>, config: &PipelineConfig) {
         let topic = message.topic();
         self.next_offsets.insert(
             (topic.to_string(), message.partition()),
@@ -299,11 +303,16 @@ impl ConsumedBatch {
             key: message.key().map(<[u8]>::to_vec),
             value: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
         };
-        let origin = if replay {
+        let origin = if config.replay {
             let Some(origin) = super::replay::dead_letter_origin(message, &record) else {
                 self.skipped += 1;
                 return;
             };
+            // `attempts` already counts this replay.
+            if origin.attempts > config.max_attempts {
+                self.at_max_attempts += 1;
+                return;
+            }
             origin
         } else {
             Origin::of(&record)

@@ -91,6 +91,9 @@ pub struct PipelineConfig {
     /// from the dead letters' headers, those the host did not write are
     /// skipped, and the run stops at the end offsets found at start.
     pub replay: bool,
+    /// With `replay`, dead letters that already went through a plugin this
+    /// many times are left in the topic.
+    pub max_attempts: u32,
 }
 
 /// Totals of a run, logged when it stops.
@@ -105,6 +108,8 @@ pub struct RunTotals {
     /// Consumed dead letters that the host did not write, left alone by a
     /// replay.
     pub skipped: u64,
+    /// Consumed dead letters at `max_attempts`, left alone by a replay.
+    pub at_max_attempts: u64,
 }
 
 /// Runs the pipeline until `shutdown` is cancelled, or with `replay` until
@@ -221,12 +226,14 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     health().set_running(true);
 
     let mut skipped = 0;
+    let mut at_max_attempts = 0;
     let loop_result = async {
         loop {
             let Some(mut batch) = consume::next_batch(&consumer, &config, &stop).await? else {
                 break;
             };
             skipped += batch.skipped as u64;
+            at_max_attempts += batch.at_max_attempts as u64;
             if let Some(end) = &mut replay_end {
                 end.trim(&mut batch);
                 if end.is_done() {
@@ -289,6 +296,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         enriched: counts.enriched(),
         dead_lettered: counts.dead_lettered(),
         skipped,
+        at_max_attempts,
     })
 }
 

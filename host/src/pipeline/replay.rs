@@ -152,6 +152,7 @@ mod tests {
             origins: Vec::new(),
             end_of_partition: Vec::new(),
             skipped: 0,
+            at_max_attempts: 0,
         };
         for (partition, offset) in records {
             let record = InputRecord {
