@@ -37,7 +37,7 @@ use tokio_util::sync::CancellationToken;
 use weblog_host::canary::{RecentRecords, CANARY_SAMPLE_SIZE};
 use weblog_host::plugin::Plugin;
 use weblog_host::sandbox::{create_engine_compiling_on_one_thread, SandboxLimits};
-use weblog_host::swap::{spawn_swap_task, SwapCounts, SwapSettings};
+use weblog_host::swap::{spawn_swap_task, FileSignature, SwapCounts, SwapSettings};
 use weblog_host::InputRecord;
 
 /// Lines per plugin call, the host's default batch size.
@@ -80,6 +80,7 @@ fn main() {
 
     let engine = create_engine_compiling_on_one_thread().expect("failed to create the engine");
     let limits = SandboxLimits::default();
+    let loaded_file = FileSignature::read(&plugin_path).ok();
     let mut plugin = Plugin::load(&engine, &plugin_path, Vec::new(), limits)
         .unwrap_or_else(|error| panic!("failed to load plugin: {error:#}"));
     let recent = RecentRecords::new(CANARY_SAMPLE_SIZE);
@@ -105,6 +106,7 @@ fn main() {
         .block_on(async {
             spawn_swap_task(
                 settings,
+                loaded_file,
                 reference,
                 recent.clone(),
                 Arc::new(SwapCounts::default()),

@@ -107,12 +107,15 @@ pub struct SwapSettings {
     pub cache: Option<ComponentCache>,
 }
 
-/// Starts the swap task. `reference` is a second instance of the running
+/// Starts the swap task. `loaded_file` is the plugin file's signature from
+/// before the running plugin was read from it; any other signature is a
+/// change. `reference` is a second instance of the running
 /// plugin for the canary check, and `recent` the records it checks on.
 /// `requests` carries reload requests from the admin endpoint. Returns the
 /// channel on which checked candidates arrive.
 pub fn spawn_swap_task(
     settings: SwapSettings,
+    loaded_file: Option<FileSignature>,
     reference: Plugin,
     recent: RecentRecords,
     counts: Arc<SwapCounts>,
@@ -121,7 +124,6 @@ pub fn spawn_swap_task(
 ) -> anyhow::Result<mpsc::Receiver<Replacement>> {
     let hangup = signal(SignalKind::hangup()).context("failed to listen for SIGHUP")?;
     let (sender, receiver) = mpsc::channel(1);
-    let last_seen = FileSignature::read(&settings.path).ok();
     let swapper = Swapper {
         settings,
         reference,
@@ -131,7 +133,7 @@ pub fn spawn_swap_task(
     let triggers = Triggers {
         hangup,
         requests,
-        last_seen,
+        last_seen: loaded_file,
     };
     tokio::spawn(watch(swapper, triggers, sender, shutdown));
     Ok(receiver)
@@ -299,7 +301,7 @@ async fn file_changed(path: &Path, last_seen: &mut Option<FileSignature>) -> boo
 /// Modification time, size and inode of the plugin file, compared by each
 /// poll.
 #[derive(Debug, PartialEq, Eq)]
-struct FileSignature {
+pub struct FileSignature {
     modified: SystemTime,
     size: u64,
     inode: u64,
@@ -307,7 +309,7 @@ struct FileSignature {
 
 impl FileSignature {
     /// Reads the signature of `path`, following symlinks.
-    fn read(path: &Path) -> std::io::Result<Self> {
+    pub fn read(path: &Path) -> std::io::Result<Self> {
         let metadata = std::fs::metadata(path)?;
         Ok(Self {
             modified: metadata.modified()?,

@@ -120,6 +120,9 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     let plugin_check = health().register("plugin", "plugin not loaded yet");
     let engine = sandbox::create_engine_compiling_on_one_thread()?;
     let cache = config.component_cache.clone().map(ComponentCache::new);
+    // Taken before the file is read, so that a file replaced while the
+    // host starts is still seen as a change by the swap task.
+    let loaded_file = swap::FileSignature::read(&config.plugin_path).ok();
     let mut plugin = Plugin::load_cached(
         &engine,
         &config.plugin_path,
@@ -210,6 +213,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     }
     let mut replacements = swap::spawn_swap_task(
         swap_settings,
+        loaded_file,
         plugin.fork()?,
         recent.clone(),
         swap_counts.clone(),
