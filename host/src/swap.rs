@@ -108,9 +108,9 @@ pub struct SwapSettings {
 }
 
 /// Starts the swap task. `loaded_file` is the plugin file's signature from
-/// before the running plugin was read from it; any other signature is a
-/// change. `reference` is a second instance of the running
-/// plugin for the canary check, and `recent` the records it checks on.
+/// before the running plugin was read from it, and any other signature is
+/// a change. `reference` is a second instance of the running plugin for
+/// the canary check, and `recent` the records it checks on.
 /// `requests` carries reload requests from the admin endpoint. Returns the
 /// channel on which checked candidates arrive.
 pub fn spawn_swap_task(
