@@ -1,4 +1,4 @@
-//! What the benchmark asks the broker: topic creation, end offsets,
+//! Broker requests of the benchmark: topic creation, end offsets,
 //! committed offsets of a group, and record counts of a topic.
 
 use std::collections::HashMap;

@@ -238,7 +238,7 @@ fn candidates_that_fail_init_or_trap_are_refused() {
             host.stderr().matches("plugin swap rejected").count() == count
         })
     };
-    // The hostile plugin's init knows no `service.route.` setting.
+    // The hostile plugin's init rejects the unknown `service.route.` setting.
     install_plugin(dir.path(), &plugin_path, &hostile);
     assert!(rejected(&host, 1), "no rejection: {}", host.stderr());
     assert!(

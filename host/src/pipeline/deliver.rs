@@ -119,7 +119,7 @@ pub(super) async fn await_deliveries(deliveries: Vec<Delivery>) -> anyhow::Resul
 }
 
 /// Waits until every record of `batch` is delivered or dead-lettered,
-/// sending failed ones again as the module doc says. Fails when a record
+/// sending failed ones again as the module doc describes. Fails when a record
 /// is still undelivered after `settings.max_retries` retries, or when a
 /// dead letter is rejected for good.
 pub(super) async fn deliver_with_retries(
