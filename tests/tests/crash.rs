@@ -19,8 +19,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::kafka::{
-    bootstrap, committed_and_end_at, create_topics_at, read_to_end_at, unique_name, Received,
-    TestTopics,
+    bootstrap, committed_and_end_at, create_topics_at, fully_committed_at, read_to_end_at,
+    unique_name, Received, TestTopics,
 };
 use crate::util::{
     binary, canonical_json, corpus, corpus_outcomes, default_plugin, sigkill_seed,
@@ -306,9 +306,7 @@ impl Pipeline {
 
         let committed = wait_until(DRAIN_TIMEOUT, || {
             self.assert_running(&[Role::Host, Role::Sink]);
-            committed_and_end_at(&self.bootstrap, &self.host_group, &self.topics.raw)
-                .iter()
-                .all(|(_, committed, end)| *committed == Some(*end))
+            fully_committed_at(&self.bootstrap, &self.host_group, &self.topics.raw)
         });
         assert!(
             committed,

@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::kafka::{
-    committed_and_end, create_topics_with_config, host_run_command, produce, read_to_end,
-    unique_name, Received, TestTopics,
+    committed_and_end, create_topics_with_config, fully_committed, host_run_command, produce,
+    read_to_end, unique_name, Received, TestTopics,
 };
 use crate::util::{default_plugin, wait_until, ChildProcess};
 
@@ -61,9 +61,7 @@ fn run_host(
     let mut host = ChildProcess::spawn("host", command, dir.path());
     let committed = wait_until(Duration::from_secs(90), || {
         host.assert_running();
-        committed_and_end(&group, &topics.raw)
-            .iter()
-            .all(|(_, committed, end)| *committed == Some(*end))
+        fully_committed(&group, &topics.raw)
     });
     assert!(committed, "host did not commit: {}", host.stderr());
     assert_eq!(

@@ -8,8 +8,8 @@ use std::time::Duration;
 use std::collections::BTreeSet;
 
 use crate::util::kafka::{
-    bootstrap, committed_and_end, create_topics_with_config, host_run_command, produce,
-    read_to_end, unique_name, Received, TestTopics,
+    bootstrap, create_topics_with_config, fully_committed, host_run_command, produce, read_to_end,
+    unique_name, Received, TestTopics,
 };
 use crate::util::{
     binary, corpus, default_plugin, fixture_plugin, run_bounded, split_lines, wait_until,
@@ -65,9 +65,7 @@ fn run_against_small_topic(
     let mut host = ChildProcess::spawn("host", command, dir.path());
     let committed = wait_until(Duration::from_secs(90), || {
         host.assert_running();
-        crate::util::kafka::committed_and_end(&group, &topics.raw)
-            .iter()
-            .all(|(_, committed, end)| *committed == Some(*end))
+        fully_committed(&group, &topics.raw)
     });
     assert!(committed, "host did not commit: {}", host.stderr());
     let (status, _) = host.terminate(Duration::from_secs(30));
@@ -129,9 +127,7 @@ fn dead_letter_all(topics: &TestTopics, dir: &std::path::Path) {
     let mut host = ChildProcess::spawn("host", command, dir);
     let committed = wait_until(Duration::from_secs(90), || {
         host.assert_running();
-        committed_and_end(&group, &topics.raw)
-            .iter()
-            .all(|(_, committed, end)| *committed == Some(*end))
+        fully_committed(&group, &topics.raw)
     });
     assert!(committed, "host did not commit: {}", host.stderr());
     let (status, _) = host.terminate(Duration::from_secs(30));

@@ -206,6 +206,25 @@ pub fn committed_and_end(group: &str, topic: &str) -> Vec<(i32, Option<i64>, i64
     committed_and_end_at(&bootstrap(), group, topic)
 }
 
+/// Returns whether a partition's commit covers all of it. A partition that
+/// never received a record needs no commit: producers without a key fill
+/// one partition at a time, so a small test topic can keep one empty.
+pub fn caught_up(committed: Option<i64>, end: i64) -> bool {
+    committed.unwrap_or(0) == end
+}
+
+/// Returns whether `group` committed every record of `topic`.
+pub fn fully_committed(group: &str, topic: &str) -> bool {
+    fully_committed_at(&bootstrap(), group, topic)
+}
+
+/// Returns [`fully_committed`] from the broker at `bootstrap`.
+pub fn fully_committed_at(bootstrap: &str, group: &str, topic: &str) -> bool {
+    committed_and_end_at(bootstrap, group, topic)
+        .iter()
+        .all(|(_, committed, end)| caught_up(*committed, *end))
+}
+
 /// Returns [`committed_and_end`] from the broker at `bootstrap`.
 pub fn committed_and_end_at(
     bootstrap: &str,
