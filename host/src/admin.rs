@@ -5,7 +5,7 @@
 //! `POST /reload` starts a plugin swap like SIGHUP and responds once the
 //! candidate is checked: 200 when it is swapped in before the next batch
 //! or when the file contains the running plugin, 422 with the reason when
-//! it is rejected. The endpoint has no authentication, so it binds only to
+//! it is refused. The endpoint has no authentication, so it binds only to
 //! loopback addresses unless `--admin-allow-remote` is given, and even then
 //! `POST /reload` rejects clients that are not on loopback.
 
@@ -59,9 +59,9 @@ async fn handle(
             StatusCode::OK,
             "the plugin file contains the running plugin\n",
         ),
-        Ok(ReloadReply::Rejected(reason)) => reply(
+        Ok(ReloadReply::Refused(reason)) => reply(
             StatusCode::UNPROCESSABLE_ENTITY,
-            &format!("swap rejected: {reason}\n"),
+            &format!("swap refused: {reason}\n"),
         ),
         Err(_) => reply(StatusCode::SERVICE_UNAVAILABLE, "host is stopping\n"),
     }

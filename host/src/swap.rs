@@ -64,15 +64,15 @@ pub enum ReloadReply {
     Swapping(PluginIdentity),
     /// The file contains the running plugin.
     Unchanged,
-    /// The candidate was rejected for this reason.
-    Rejected(String),
+    /// The candidate was refused for this reason.
+    Refused(String),
 }
 
 /// Swap attempts since the start.
 #[derive(Debug, Default)]
 pub struct SwapCounts {
     swapped: AtomicU64,
-    rejected: AtomicU64,
+    refused: AtomicU64,
 }
 
 impl SwapCounts {
@@ -86,9 +86,9 @@ impl SwapCounts {
         self.swapped.load(Ordering::Relaxed)
     }
 
-    /// Returns the number of candidates rejected.
-    pub fn rejected(&self) -> u64 {
-        self.rejected.load(Ordering::Relaxed)
+    /// Returns the number of candidates refused.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 }
 
@@ -198,7 +198,7 @@ async fn watch(
         let reply = match &result {
             Ok(Some(replacement)) => ReloadReply::Swapping(replacement.plugin.identity().clone()),
             Ok(None) => ReloadReply::Unchanged,
-            Err(error) => ReloadReply::Rejected(format!("{error:#}")),
+            Err(error) => ReloadReply::Refused(format!("{error:#}")),
         };
         match result {
             Ok(Some(replacement)) => {
@@ -208,15 +208,15 @@ async fn watch(
             }
             Ok(None) => {}
             Err(error) => {
-                swapper.counts.rejected.fetch_add(1, Ordering::Relaxed);
+                swapper.counts.refused.fetch_add(1, Ordering::Relaxed);
                 weblog_common::metrics::counter!(crate::metrics::PLUGIN_SWAPS, "result" => "refused")
                     .increment(1);
                 tracing::warn!(
                     trigger,
                     path = ?swapper.settings.path,
-                    rejected_total = swapper.counts.rejected(),
+                    refused_total = swapper.counts.refused(),
                     error = %format!("{error:#}"),
-                    "plugin swap rejected, keeping the running plugin"
+                    "plugin swap refused, keeping the running plugin"
                 );
             }
         }
@@ -230,7 +230,7 @@ async fn watch(
 impl Swapper {
     /// Loads and checks a candidate. Returns `None` when the file contains
     /// the running plugin, and an error naming the reason when the candidate
-    /// is rejected.
+    /// is refused.
     fn prepare(
         &mut self,
         trigger: &'static str,

@@ -157,7 +157,7 @@ fn canary_rejects_then_sighup_swaps() {
     install_plugin(dir.path(), &plugin_path, &access_log);
     let rejected = |host: &ChildProcess, count: usize| {
         crate::util::wait_until(Duration::from_secs(60), || {
-            host.stderr().matches("plugin swap rejected").count() == count
+            host.stderr().matches("plugin swap refused").count() == count
         })
     };
     assert!(rejected(&host, 1), "no rejection: {}", host.stderr());
@@ -195,7 +195,7 @@ fn canary_rejects_then_sighup_swaps() {
 
     let stderr = host.stderr();
     assert_eq!(
-        stderr.matches("plugin swap rejected").count(),
+        stderr.matches("plugin swap refused").count(),
         2,
         "{stderr}"
     );
@@ -236,7 +236,7 @@ fn candidates_that_fail_init_or_trap_are_refused() {
 
     let rejected = |host: &ChildProcess, count: usize| {
         crate::util::wait_until(Duration::from_secs(60), || {
-            host.stderr().matches("plugin swap rejected").count() == count
+            host.stderr().matches("plugin swap refused").count() == count
         })
     };
     // The hostile plugin's init rejects the unknown `service.route.` setting.
@@ -452,7 +452,7 @@ fn plugin_swaps_under_load_lose_nothing() {
             assert!(!producer.is_finished(), "the producer thread stopped early");
             let stderr = host.stderr();
             stderr.matches("plugin swapped").count() == swapped
-                && stderr.matches("plugin swap rejected").count() == rejected
+                && stderr.matches("plugin swap refused").count() == rejected
         });
         assert!(seen, "no outcome for {}: {}", step.label, host.stderr());
         eprintln!(
@@ -548,7 +548,7 @@ fn plugin_swaps_under_load_lose_nothing() {
     // The rejected file is logged with its reason, and the cache contains
     // the three components that compiled.
     assert_eq!(
-        stderr.matches("plugin swap rejected").count(),
+        stderr.matches("plugin swap refused").count(),
         1,
         "{stderr}"
     );

@@ -291,7 +291,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         enriched = counts.enriched(),
         dead_lettered = counts.dead_lettered(),
         plugin_swaps = swap_counts.swapped(),
-        plugin_swaps_rejected = swap_counts.rejected(),
+        plugin_swaps_refused = swap_counts.refused(),
         seconds = started.elapsed().as_secs_f64(),
         "stopped"
     );
