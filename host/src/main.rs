@@ -377,6 +377,12 @@ fn run(command: Command) -> anyhow::Result<()> {
                     totals.at_max_attempts
                 ));
             }
+            if totals.cut > 0 {
+                summary.push_str(&format!(
+                    "; left {} dead letters that hold only the first bytes of their input",
+                    totals.cut
+                ));
+            }
             if totals.skipped > 0 {
                 summary.push_str(&format!(
                     "; skipped {} dead letters the host did not write",

@@ -194,11 +194,7 @@ fn canary_rejects_then_sighup_swaps() {
     assert!(status.success(), "host exit {status}: {}", host.stderr());
 
     let stderr = host.stderr();
-    assert_eq!(
-        stderr.matches("plugin swap refused").count(),
-        2,
-        "{stderr}"
-    );
+    assert_eq!(stderr.matches("plugin swap refused").count(), 2, "{stderr}");
     assert_eq!(stderr.matches("plugin swapped").count(), 1, "{stderr}");
     assert_eq!(enriched.received.len(), total);
     let last = enriched.received.last().expect("enriched records");
@@ -547,11 +543,7 @@ fn plugin_swaps_under_load_lose_nothing() {
 
     // The rejected file is logged with its reason, and the cache contains
     // the three components that compiled.
-    assert_eq!(
-        stderr.matches("plugin swap refused").count(),
-        1,
-        "{stderr}"
-    );
+    assert_eq!(stderr.matches("plugin swap refused").count(), 1, "{stderr}");
     assert!(
         stderr.contains("the file is not a WASM component"),
         "{stderr}"

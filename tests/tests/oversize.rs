@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::util::kafka::{
     committed_and_end, create_topics_with_config, fully_committed, host_run_command, produce,
-    read_to_end, unique_name, Received, TestTopics,
+    read_to_end, replay_dlq, unique_name, Received, TestTopics,
 };
 use crate::util::{default_plugin, wait_until, ChildProcess};
 
@@ -38,7 +38,7 @@ fn run_host(
     long: &[u8],
     dlq_config: &[(&str, &str)],
     extra: &[&str],
-) -> (Vec<Received>, Vec<Received>) {
+) -> (TestTopics, Vec<Received>, Vec<Received>) {
     let topics = TestTopics {
         raw: unique_name(&format!("{label}-raw")),
         enriched: unique_name(&format!("{label}-enriched")),
@@ -73,7 +73,7 @@ fn run_host(
     assert!(status.success(), "host exit {status}: {}", host.stderr());
     let enriched = read_to_end(&topics.enriched, Duration::from_secs(30));
     let letters = read_to_end(&topics.dlq, Duration::from_secs(30));
-    (enriched, letters)
+    (topics, enriched, letters)
 }
 
 /// Checks that `letters` is one dead letter of `long` whose value is the
@@ -106,9 +106,34 @@ fn assert_normal_lines_enriched(enriched: &[Received]) {
 
 fn near_max_line_is_cut(label: &str, extra: &[&str]) {
     let long = long_line(NEAR_MAX_LINE_BYTES);
-    let (enriched, letters) = run_host(label, &long, &[], extra);
+    let (_, enriched, letters) = run_host(label, &long, &[], extra);
     assert_cut_dead_letter(&long, &letters, NEAR_MAX_LINE_BYTES - 1);
     assert_normal_lines_enriched(&enriched);
+}
+
+/// `replay-dlq` leaves a cut dead letter where it is: the plugin would see
+/// the first bytes of a line instead of the line that was logged.
+#[test]
+fn replay_leaves_cut_dead_letter() {
+    let long = long_line(NEAR_MAX_LINE_BYTES);
+    let (topics, enriched, letters) = run_host("cut-replay", &long, &[], &[]);
+    assert_cut_dead_letter(&long, &letters, NEAR_MAX_LINE_BYTES - 1);
+    let group = unique_name("cut-replay");
+    let stdout = replay_dlq(&topics, &group, &default_plugin(), &[]);
+    assert_eq!(
+        stdout.trim(),
+        "replayed 0: enriched 0, dead-lettered again 0; left 1 dead letters that hold only \
+         the first bytes of their input"
+    );
+    let enriched_after = read_to_end(&topics.enriched, Duration::from_secs(30));
+    assert_eq!(enriched_after.len(), enriched.len(), "enriched records");
+    let letters_after = read_to_end(&topics.dlq, Duration::from_secs(30));
+    assert_eq!(letters_after.len(), 1, "dead letters");
+    assert_eq!(
+        committed_and_end(&format!("{group}-replay"), &topics.dlq),
+        vec![(0, Some(1), 1)],
+        "the replay committed past the cut dead letter"
+    );
 }
 
 /// A line just under the producer's max record size, whose dead letter
@@ -141,7 +166,7 @@ fn random_text(length: usize) -> Vec<u8> {
 
 fn small_dlq_topic_gets_small_letter(label: &str, extra: &[&str]) {
     let long = random_text(5_000);
-    let (enriched, letters) = run_host(label, &long, &[("max.message.bytes", "2000")], extra);
+    let (_, enriched, letters) = run_host(label, &long, &[("max.message.bytes", "2000")], extra);
     assert_cut_dead_letter(&long, &letters, 1024);
     let reason = letters[0].header("weblog.error.reason");
     assert!(

@@ -2,19 +2,15 @@
 //! `weblog-host replay-dlq`, which sends dead letters through a plugin
 //! again.
 
+use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use std::collections::BTreeSet;
-
 use crate::util::kafka::{
-    bootstrap, create_topics_with_config, fully_committed, host_run_command, produce, read_to_end,
+    create_topics_with_config, fully_committed, host_run_command, produce, read_to_end, replay_dlq,
     unique_name, Received, TestTopics,
 };
-use crate::util::{
-    binary, corpus, default_plugin, fixture_plugin, run_bounded, split_lines, wait_until,
-    ChildProcess,
-};
+use crate::util::{corpus, default_plugin, fixture_plugin, split_lines, wait_until, ChildProcess};
 
 /// Bytes the enriched topic accepts per record batch in the rejection
 /// tests: less than any enriched record of the NASA corpus with its
@@ -134,26 +130,6 @@ fn dead_letter_all(topics: &TestTopics, dir: &std::path::Path) {
     assert!(status.success(), "host exit {status}: {}", host.stderr());
 }
 
-/// Runs `weblog-host replay-dlq` to its end and returns its stdout.
-fn replay(topics: &TestTopics, group: &str, plugin: &std::path::Path, extra: &[&str]) -> String {
-    let output = run_bounded(
-        Command::new(binary("weblog-host"))
-            .arg("replay-dlq")
-            .args(["--bootstrap-servers", &bootstrap()])
-            .args(["--output-topic", &topics.enriched])
-            .args(["--dlq-topic", &topics.dlq])
-            .args(["--group-id", group])
-            .arg("--plugin")
-            .arg(plugin)
-            .arg("--no-component-cache")
-            .args(extra),
-        Duration::from_secs(120),
-    );
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "replay-dlq failed: {stderr}");
-    String::from_utf8(output.stdout).expect("UTF-8 stdout")
-}
-
 /// Returns the (topic, partition, offset) that a record's source headers
 /// name.
 fn origin(record: &Received) -> (String, i32, i64) {
@@ -194,7 +170,7 @@ fn replay_enriches_or_dead_letters_again() {
     }
 
     let group = unique_name("replay");
-    let stdout = replay(&topics, &group, &default_plugin(), &[]);
+    let stdout = replay_dlq(&topics, &group, &default_plugin(), &[]);
     assert_eq!(
         stdout.trim(),
         format!(
@@ -211,14 +187,14 @@ fn replay_enriches_or_dead_letters_again() {
         let json: serde_json::Value = serde_json::from_slice(&record.value).expect("JSON");
         assert!(json.is_object(), "{json}");
     }
-    let again = replay(&topics, &group, &default_plugin(), &[]);
+    let again = replay_dlq(&topics, &group, &default_plugin(), &[]);
     assert_eq!(
         again.trim(),
         "replayed 0: enriched 0, dead-lettered again 0"
     );
 
     let other_group = unique_name("replay-reject");
-    let stdout = replay(
+    let stdout = replay_dlq(
         &topics,
         &other_group,
         &fixture_plugin("weblog_test_hostile"),
@@ -256,7 +232,7 @@ fn replay_enriches_or_dead_letters_again() {
     }
     // A replay in the same group sees only the 30 dead letters of attempt
     // 2. With --max-attempts 2 it leaves them in the topic.
-    let capped = replay(
+    let capped = replay_dlq(
         &topics,
         &other_group,
         &fixture_plugin("weblog_test_hostile"),

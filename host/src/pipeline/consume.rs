@@ -45,6 +45,9 @@ pub(super) struct ConsumedBatch {
     /// Dead letters left out of `records` because they already went
     /// through a plugin `max_attempts` times, when replaying.
     pub(super) at_max_attempts: usize,
+    /// Dead letters left out of `records` because they hold only the first
+    /// bytes of their input, when replaying.
+    pub(super) cut: usize,
 }
 
 /// Where a record started and how often it went through a plugin, for the
@@ -201,6 +204,7 @@ pub(super) async fn next_batch(
         end_of_partition: Vec::new(),
         skipped: 0,
         at_max_attempts: 0,
+        cut: 0,
     };
 
     // The first record: wait as long as it takes, unless shutting down.
@@ -288,7 +292,8 @@ impl ConsumedBatch {
 
     /// Adds a consumed record. When replaying the record is a dead letter:
     /// its origin comes from its headers, and one the host did not write,
-    /// or one at `max_attempts`, is left out.
+    /// one at `max_attempts` or one that holds only the first bytes of its
+    /// input is left out.
     fn push(&mut self, message: &BorrowedMessage<'_>, config: &PipelineConfig) {
         let topic = message.topic();
         self.next_offsets.insert(
@@ -311,6 +316,19 @@ impl ConsumedBatch {
             // `attempts` already counts this replay.
             if origin.attempts > config.max_attempts {
                 self.at_max_attempts += 1;
+                return;
+            }
+            // The plugin would see a different line than the one logged.
+            if super::replay::is_cut(message) {
+                tracing::debug!(
+                    partition = record.partition,
+                    offset = record.offset,
+                    source_topic = origin.topic,
+                    source_partition = origin.partition,
+                    source_offset = origin.offset,
+                    "left a cut dead letter in place"
+                );
+                self.cut += 1;
                 return;
             }
             origin

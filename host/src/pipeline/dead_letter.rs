@@ -13,9 +13,9 @@
 //!
 //! NOTE: the broker checks `max.message.bytes` per record batch, so a dead
 //! letter rejected with others in one batch is cut although it would fit
-//! alone; the shipper sends such a line alone first. `replay-dlq` sends a
-//! cut dead letter's value, the input's first bytes, through the plugin as
-//! it is. A key alone over `message.max.bytes` still fails the host.
+//! alone; the shipper sends such a line alone first. `replay-dlq` leaves a
+//! cut dead letter in place. A key alone over `message.max.bytes` still
+//! fails the host.
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 

@@ -110,6 +110,9 @@ pub struct RunTotals {
     pub skipped: u64,
     /// Consumed dead letters at `max_attempts`, left alone by a replay.
     pub at_max_attempts: u64,
+    /// Consumed dead letters that hold only the first bytes of their
+    /// input, left alone by a replay.
+    pub cut: u64,
 }
 
 /// Runs the pipeline until `shutdown` is cancelled, or with `replay` until
@@ -231,6 +234,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
 
     let mut skipped = 0;
     let mut at_max_attempts = 0;
+    let mut cut = 0;
     let loop_result = async {
         loop {
             let Some(mut batch) = consume::next_batch(&consumer, &config, &stop).await? else {
@@ -238,6 +242,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
             };
             skipped += batch.skipped as u64;
             at_max_attempts += batch.at_max_attempts as u64;
+            cut += batch.cut as u64;
             if let Some(end) = &mut replay_end {
                 end.trim(&mut batch);
                 if end.is_done() {
@@ -301,6 +306,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
         dead_lettered: counts.dead_lettered(),
         skipped,
         at_max_attempts,
+        cut,
     })
 }
 

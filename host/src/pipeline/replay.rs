@@ -1,7 +1,9 @@
 //! `replay-dlq`: the pipeline run over the dead-letter topic. Each dead
 //! letter's original bytes go through the plugin again, with the origin
 //! its headers name, and the run stops at the end offsets the topic had at
-//! start, so it never consumes the dead letters it writes itself.
+//! start, so it never consumes the dead letters it writes itself. A dead
+//! letter cut to fit Kafka's max record size stays where it is: its
+//! input's full line is nowhere in Kafka.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -141,6 +143,17 @@ pub(super) fn dead_letter_origin(
     })
 }
 
+/// Returns whether a dead letter holds only the first bytes of its input
+/// (the host cut it to fit Kafka's max record size), so that replaying it
+/// would enrich a line that was never logged.
+pub(super) fn is_cut(message: &BorrowedMessage<'_>) -> bool {
+    message.headers().is_some_and(|headers| {
+        headers.iter().any(|header| {
+            header.key == headers::LINE_TRUNCATED && header.value == Some(b"true".as_slice())
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +166,7 @@ mod tests {
             end_of_partition: Vec::new(),
             skipped: 0,
             at_max_attempts: 0,
+            cut: 0,
         };
         for (partition, offset) in records {
             let record = InputRecord {

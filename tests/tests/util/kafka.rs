@@ -442,3 +442,23 @@ pub fn read_to_end_at(bootstrap: &str, topic: &str, timeout: Duration) -> Vec<Re
     }
     received
 }
+
+/// Runs `weblog-host replay-dlq` to its end and returns its stdout.
+pub fn replay_dlq(topics: &TestTopics, group: &str, plugin: &Path, extra: &[&str]) -> String {
+    let output = crate::util::run_bounded(
+        Command::new(crate::util::binary("weblog-host"))
+            .arg("replay-dlq")
+            .args(["--bootstrap-servers", &bootstrap()])
+            .args(["--output-topic", &topics.enriched])
+            .args(["--dlq-topic", &topics.dlq])
+            .args(["--group-id", group])
+            .arg("--plugin")
+            .arg(plugin)
+            .arg("--no-component-cache")
+            .args(extra),
+        Duration::from_secs(120),
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "replay-dlq failed: {stderr}");
+    String::from_utf8(output.stdout).expect("UTF-8 stdout")
+}
