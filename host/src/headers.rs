@@ -35,3 +35,7 @@ pub const LINE_LENGTH: &str = "weblog.line.length";
 /// `true` on a dead letter whose value keeps only the input's first bytes
 /// because the whole input would not fit in a Kafka record.
 pub const LINE_TRUNCATED: &str = "weblog.line.truncated";
+/// Length in bytes of the input's key, in decimal, on a dead letter
+/// without a key because the input's key alone takes more than half of a
+/// Kafka record.
+pub const KEY_LENGTH: &str = "weblog.key.length";

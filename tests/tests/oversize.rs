@@ -39,6 +39,17 @@ fn run_host(
     dlq_config: &[(&str, &str)],
     extra: &[&str],
 ) -> (TestTopics, Vec<Received>, Vec<Received>) {
+    let records = [(None, NORMAL_LINE), (None, long), (None, NORMAL_LINE)];
+    run_host_on(label, &records, dlq_config, extra)
+}
+
+/// Runs the host as [`run_host`] does on `records`.
+fn run_host_on(
+    label: &str,
+    records: &[(Option<&[u8]>, &[u8])],
+    dlq_config: &[(&str, &str)],
+    extra: &[&str],
+) -> (TestTopics, Vec<Received>, Vec<Received>) {
     let topics = TestTopics {
         raw: unique_name(&format!("{label}-raw")),
         enriched: unique_name(&format!("{label}-enriched")),
@@ -46,10 +57,7 @@ fn run_host(
     };
     create_topics_with_config(&[&topics.raw, &topics.enriched], 1, &[]);
     create_topics_with_config(&[&topics.dlq], 1, dlq_config);
-    produce(
-        &topics.raw,
-        &[(None, NORMAL_LINE), (None, long), (None, NORMAL_LINE)],
-    );
+    produce(&topics.raw, records);
 
     let dir = tempfile::tempdir().expect("temp dir");
     let group = unique_name(label);
@@ -66,7 +74,7 @@ fn run_host(
     assert!(committed, "host did not commit: {}", host.stderr());
     assert_eq!(
         committed_and_end(&group, &topics.raw),
-        vec![(0, Some(3), 3)],
+        vec![(0, Some(records.len() as i64), records.len() as i64)],
         "committed offsets"
     );
     let (status, _) = host.terminate(Duration::from_secs(30));
@@ -134,6 +142,35 @@ fn replay_leaves_cut_dead_letter() {
         vec![(0, Some(1), 1)],
         "the replay committed past the cut dead letter"
     );
+}
+
+/// An input whose key alone takes more than half of the producer's
+/// `message.max.bytes` is dead-lettered without its key, with the key's
+/// length in a header, and the host carries on.
+#[test]
+fn oversize_key_is_dropped_from_dead_letter() {
+    let key = vec![b'k'; 3_000];
+    let records = [
+        (None, NORMAL_LINE),
+        (Some(key.as_slice()), NORMAL_LINE),
+        (None, NORMAL_LINE),
+    ];
+    let (_, enriched, letters) = run_host_on(
+        "oversize-key",
+        &records,
+        &[],
+        &["--kafka-option", "message.max.bytes=2000"],
+    );
+    assert_normal_lines_enriched(&enriched);
+    assert_eq!(letters.len(), 1, "dead letters");
+    let letter = &letters[0];
+    assert_eq!(letter.key, None);
+    assert_eq!(letter.value, NORMAL_LINE);
+    assert_eq!(letter.header("weblog.key.length"), "3000");
+    assert_eq!(letter.header("weblog.error.kind"), "invalid-output");
+    assert_eq!(letter.header("weblog.source.offset"), "1");
+    let reason = letter.header("weblog.error.reason");
+    assert!(reason.contains("message.max.bytes of 2000"), "{reason}");
 }
 
 /// A line just under the producer's max record size, whose dead letter

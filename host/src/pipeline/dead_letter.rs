@@ -14,8 +14,11 @@
 //! NOTE: the broker checks `max.message.bytes` per record batch, so a dead
 //! letter rejected with others in one batch is cut although it would fit
 //! alone; the shipper sends such a line alone first. `replay-dlq` leaves a
-//! cut dead letter in place. A key alone over `message.max.bytes` still
-//! fails the host.
+//! cut dead letter in place.
+//!
+//! A key is never cut, since a cut key is another key: a dead letter whose
+//! input's key is over [`DeadLetterSize::max_key_bytes`] has no key and
+//! carries the key's length in [`headers::KEY_LENGTH`].
 
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 
@@ -53,6 +56,15 @@ pub(super) enum DeadLetterSize {
 }
 
 impl DeadLetterSize {
+    /// Returns the max bytes of the input's key that a dead letter keeps.
+    /// A longer key is dropped.
+    pub(super) fn max_key_bytes(self, message_max_bytes: usize) -> usize {
+        match self {
+            Self::Fit => message_max_bytes / 2,
+            Self::Small => SMALL_VALUE_BYTES,
+        }
+    }
+
     /// Returns the max bytes of the value of a dead letter whose key and
     /// other headers take `fixed_bytes` of `message_max_bytes`.
     pub(super) fn max_value_bytes(self, message_max_bytes: usize, fixed_bytes: usize) -> usize {
@@ -93,12 +105,18 @@ pub(super) fn cut_value(
 
 /// Returns a copy of a rejected dead letter's headers for a
 /// [`DeadLetterSize::Small`] dead letter: the reason is cut, with why the
-/// dead letter is small appended, and the cut-value headers are dropped
-/// because [`cut_value`] adds them again.
+/// dead letter is small appended, and the headers of a cut value and a
+/// dropped key are dropped because they are added again as needed.
 pub(super) fn small_headers(rejected: Option<&OwnedHeaders>, error: &str) -> OwnedHeaders {
     let mut copy = OwnedHeaders::new_with_capacity(16);
     for old in rejected.iter().flat_map(|headers| headers.iter()) {
-        if old.key == headers::LINE_LENGTH || old.key == headers::LINE_TRUNCATED {
+        if [
+            headers::LINE_LENGTH,
+            headers::LINE_TRUNCATED,
+            headers::KEY_LENGTH,
+        ]
+        .contains(&old.key)
+        {
             continue;
         }
         if old.key != headers::ERROR_REASON {
@@ -172,12 +190,19 @@ mod tests {
     }
 
     #[test]
+    fn key_limit_leaves_room_for_value() {
+        assert_eq!(DeadLetterSize::Fit.max_key_bytes(1_000_000), 500_000);
+        assert_eq!(DeadLetterSize::Small.max_key_bytes(1_000_000), 1024);
+    }
+
+    #[test]
     fn small_headers_cut_reason() {
         let rejected = OwnedHeaders::new()
             .insert(header(headers::PLUGIN_NAME, "access-log"))
             .insert(header(headers::ERROR_REASON, &"x".repeat(5_000)))
             .insert(header(headers::LINE_LENGTH, "9"))
-            .insert(header(headers::LINE_TRUNCATED, "true"));
+            .insert(header(headers::LINE_TRUNCATED, "true"))
+            .insert(header(headers::KEY_LENGTH, "5000"));
         let copy = small_headers(Some(&rejected), "MessageSizeTooLarge");
         assert_eq!(copy.count(), 2);
         assert_eq!(

@@ -96,7 +96,13 @@ impl Output {
                         outputs.add_enriched(record.len());
                         let headers = source_headers(origin, plugin);
                         let future = self
-                            .produce(&self.output_topic, input, record.as_bytes(), headers)
+                            .produce(
+                                &self.output_topic,
+                                input.key.as_deref(),
+                                record.as_bytes(),
+                                headers,
+                                input,
+                            )
                             .await?;
                         deliveries.push(Delivery::enriched(future, index));
                     }
@@ -132,18 +138,20 @@ impl Output {
         })
     }
 
+    /// Sends a record made from `input`, which errors name.
     async fn produce(
         &self,
         topic: &str,
-        input: &InputRecord,
+        key: Option<&[u8]>,
         payload: &[u8],
         headers: OwnedHeaders,
+        input: &InputRecord,
     ) -> anyhow::Result<DeliveryFuture> {
         let mut record = FutureRecord::<[u8], [u8]>::to(topic)
             .payload(payload)
             .headers(headers);
-        if let Some(key) = &input.key {
-            record = record.key(key.as_slice());
+        if let Some(key) = key {
+            record = record.key(key);
         }
         self.enqueue(record, input).await
     }
@@ -209,11 +217,25 @@ impl Output {
     async fn produce_dead_letter(
         &self,
         input: &InputRecord,
-        headers: OwnedHeaders,
+        mut headers: OwnedHeaders,
         size: DeadLetterSize,
     ) -> anyhow::Result<DeliveryFuture> {
-        let key_bytes = input.key.as_ref().map_or(0, Vec::len);
-        let fixed = RECORD_OVERHEAD_BYTES + key_bytes + dead_letter::header_bytes(&headers);
+        let mut key = input.key.as_deref();
+        let key_bytes = key.map_or(0, <[u8]>::len);
+        if key_bytes > size.max_key_bytes(self.message_max_bytes) {
+            tracing::warn!(
+                topic = %input.topic,
+                partition = input.partition,
+                offset = input.offset,
+                key_bytes,
+                "dead letter key too large for Kafka, sending the dead letter without it"
+            );
+            key = None;
+            headers = headers.insert(header(headers::KEY_LENGTH, &key_bytes.to_string()));
+        }
+        let fixed = RECORD_OVERHEAD_BYTES
+            + key.map_or(0, <[u8]>::len)
+            + dead_letter::header_bytes(&headers);
         let max_bytes = size.max_value_bytes(self.message_max_bytes, fixed);
         let (value, headers) = dead_letter::cut_value(&input.value, max_bytes, headers);
         if value.len() < input.value.len() {
@@ -226,7 +248,8 @@ impl Output {
                 "dead letter too large for Kafka, keeping the first bytes of its input"
             );
         }
-        self.produce(&self.dlq_topic, input, value, headers).await
+        self.produce(&self.dlq_topic, key, value, headers, input)
+            .await
     }
 
     /// Hands `record` to the producer, waiting while its local queue is
