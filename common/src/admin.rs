@@ -62,13 +62,14 @@ impl AdminArgs {
         if addr.ip().is_loopback() {
             return Ok(Some(addr));
         }
-        anyhow::ensure!(
-            self.admin_allow_remote,
-            "invalid --admin-addr {addr}: the admin endpoint has no authentication, \
-             so use a loopback address such as 127.0.0.1:{}, or add \
-             --admin-allow-remote where the network is restricted",
-            addr.port()
-        );
+        if !self.admin_allow_remote {
+            return Err(crate::usage::usage_error(format!(
+                "invalid --admin-addr {addr}: the admin endpoint has no authentication, \
+                 so use a loopback address such as 127.0.0.1:{}, or add \
+                 --admin-allow-remote where the network is restricted",
+                addr.port()
+            )));
+        }
         tracing::warn!(
             addr = %addr,
             "admin endpoint accepts remote clients; it has no authentication"

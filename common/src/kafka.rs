@@ -15,7 +15,7 @@ mod secrets;
 use std::fmt;
 use std::path::PathBuf;
 
-use anyhow::bail;
+use crate::usage::usage_error;
 use clap::Args;
 use rdkafka::ClientConfig;
 
@@ -136,13 +136,15 @@ impl KafkaArgs {
             let shown = shown_value(key, value);
             if RESERVED_KEYS.contains(&key.as_str()) {
                 let fix = reserved_key_fix(key);
-                bail!("invalid --kafka-option {key}={shown}: weblog sets {key} itself; {fix}");
+                return Err(usage_error(format!(
+                    "invalid --kafka-option {key}={shown}: weblog sets {key} itself; {fix}"
+                )));
             }
             if key == "statistics.interval.ms" {
-                bail!(
+                return Err(usage_error(format!(
                     "invalid --kafka-option {key}={shown}: weblog sets {key} itself; \
                      use --stats-interval-ms instead"
-                );
+                )));
             }
             if let Some(kind) = kind.filter(|kind| !scope::applies_to(key, *kind)) {
                 tracing::debug!(key = %key, ?kind, "kafka option does not apply to this client");
@@ -168,10 +170,10 @@ impl KafkaArgs {
                 .iter()
                 .any(|(flag_key, _)| *flag_key == key)
             {
-                bail!(
+                return Err(usage_error(format!(
                     "invalid kafka option {key}: it is set both by --kafka-option and in \
                      --kafka-option-file {path:?}; keep one"
-                );
+                )));
             }
             options.push((key, value));
         }
@@ -215,10 +217,10 @@ impl KafkaArgs {
             .into_iter()
             .find(|(key, _)| key == "transactional.id")
         {
-            bail!(
+            return Err(usage_error(format!(
                 "invalid --kafka-option {key}={value}: weblog sets {key} itself; \
                  use --transactional-id instead"
-            );
+            )));
         }
         let mut config = self.producer_config()?;
         config.set("transactional.id", transactional_id);

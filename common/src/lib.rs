@@ -19,6 +19,7 @@ pub mod logging;
 pub mod metrics;
 pub mod shutdown;
 pub mod topic;
+pub mod usage;
 
 pub use admin::AdminArgs;
 pub use kafka::KafkaArgs;

@@ -352,7 +352,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {}", weblog_host::report::error_chain(&error));
-            ExitCode::FAILURE
+            weblog_common::usage::exit_code(&error)
         }
     }
 }

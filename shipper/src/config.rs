@@ -4,9 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Parser;
 use rdkafka::ClientConfig;
+use weblog_common::usage::usage_error;
 use weblog_common::{AdminArgs, KafkaArgs, LogArgs};
 
 use crate::oversize::OversizePolicy;
@@ -214,11 +215,11 @@ impl TryFrom<Cli> for Config {
             None => DEFAULT_OVERSIZE_KEEP_BYTES.min(max_line_bytes / 2),
         };
         if oversize_keep_bytes >= max_line_bytes {
-            bail!(
+            return Err(usage_error(format!(
                 "invalid --oversize-keep-bytes {oversize_keep_bytes}: it must be below \
                  message.max.bytes ({max_line_bytes}), or the replacement of a long line is \
                  too large as well"
-            );
+            )));
         }
         Ok(Self {
             file: cli.file,

@@ -59,7 +59,7 @@ async fn main() -> ExitCode {
         }
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            weblog_common::usage::exit_code(&error)
         }
     }
 }

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use weblog_common::durable::with_suffix;
+use weblog_common::usage::usage_error;
 
 /// An exclusive lock on the output file, released when dropped.
 #[derive(Debug)]
@@ -66,7 +67,9 @@ fn check_output_dir(output: &Path) -> anyhow::Result<()> {
     };
     match fs::metadata(dir) {
         Ok(metadata) if metadata.is_dir() => Ok(()),
-        Ok(_) => bail!("invalid output path {output:?}: {dir:?} is not a directory"),
+        Ok(_) => Err(usage_error(format!(
+            "invalid output path {output:?}: {dir:?} is not a directory"
+        ))),
         Err(error) if error.kind() == io::ErrorKind::NotFound => bail!(
             "directory {dir:?} of output file {output:?} does not exist; create it or pass \
              another --output"

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context};
 
 use weblog_common::durable::{sync_parent_dir, with_suffix};
+use weblog_common::usage::usage_error;
 
 use crate::checkpoint::{Checkpoint, Offsets};
 use crate::lock::{lock_output, OutputLock};
@@ -74,7 +75,9 @@ impl SinkWriter {
     /// before touching the output when another sink holds its lock.
     pub(crate) fn open(path: &Path, rotation: Rotation) -> anyhow::Result<Self> {
         let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
-            bail!("invalid output path {path:?}: it must end in a UTF-8 file name");
+            return Err(usage_error(format!(
+                "invalid output path {path:?}: it must end in a UTF-8 file name"
+            )));
         };
         let lock = lock_output(path)?;
         let checkpoint_path = checkpoint_path(path);
@@ -323,7 +326,9 @@ fn create_output(path: &Path) -> anyhow::Result<File> {
 /// missing.
 fn file_length(path: &Path) -> anyhow::Result<Option<u64>> {
     match fs::metadata(path) {
-        Ok(metadata) if metadata.is_dir() => bail!("output path {path:?} is a directory"),
+        Ok(metadata) if metadata.is_dir() => Err(usage_error(format!(
+            "invalid output path {path:?}: it is a directory; pass a file path as --output"
+        ))),
         Ok(metadata) => Ok(Some(metadata.len())),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(error) => {

@@ -147,6 +147,7 @@ fn known_unit_keys(section: &str) -> &'static [&'static str] {
             "ExecStop",
             "Restart",
             "RestartSec",
+            "RestartPreventExitStatus",
             "KillSignal",
             "KillMode",
             "TimeoutStartSec",
@@ -194,8 +195,9 @@ fn known_unit_keys(section: &str) -> &'static [&'static str] {
 }
 
 /// Settings every unit must have, by key and value.
-const REQUIRED_SETTINGS: [(&str, &str); 14] = [
+const REQUIRED_SETTINGS: [(&str, &str); 15] = [
     ("Restart", "on-failure"),
+    ("RestartPreventExitStatus", "2"),
     ("DynamicUser", "yes"),
     ("ProtectSystem", "strict"),
     ("ProtectHome", "yes"),

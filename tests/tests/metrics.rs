@@ -499,7 +499,7 @@ fn remote_admin_needs_opt_in() {
     rejected.args(["--admin-addr", "0.0.0.0:0"]);
     let result = run(&mut rejected);
     let stderr = String::from_utf8_lossy(&result.stderr);
-    assert!(!result.status.success(), "{stderr}");
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
     assert!(
         stderr.contains("invalid --admin-addr 0.0.0.0:0"),
         "{stderr}"

@@ -330,6 +330,21 @@ fn second_sink_on_same_output_is_rejected() {
     assert_eq!(written, records);
 }
 
+/// An `--output` that is a directory is an invalid setting: the sink
+/// exits with status 2, as for an invalid flag, and names the fix.
+#[test]
+fn output_directory_exits_2() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut command = sink_command("any-topic", "any-dlq", "any-group", dir.path());
+
+    let result = run_bounded(&mut command, Duration::from_secs(60));
+
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("it is a directory"), "{stderr}");
+    assert!(stderr.contains("pass a file path as --output"), "{stderr}");
+}
+
 /// A missing input or dead-letter topic stops the sink at start with an
 /// error naming the topic, the broker and how to create it.
 #[test]

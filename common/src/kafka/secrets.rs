@@ -10,7 +10,8 @@
 use std::ffi::OsStr;
 use std::path::Path;
 
-use anyhow::{bail, Context};
+use crate::usage::usage_error;
+use anyhow::Context;
 use clap::builder::TypedValueParser;
 use clap::error::ErrorKind;
 use rdkafka::error::KafkaError;
@@ -64,7 +65,9 @@ pub(super) fn check_settings(config: &ClientConfig) -> anyhow::Result<()> {
     };
     let hide = is_sensitive_key(&key) || code == RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN;
     if !hide {
-        bail!("invalid kafka option {key}={value}: {description}");
+        return Err(usage_error(format!(
+            "invalid kafka option {key}={value}: {description}"
+        )));
     }
     // librdkafka quotes a rejected value in its description.
     let description = if !value.is_empty() && description.contains(&value) {
@@ -72,7 +75,9 @@ pub(super) fn check_settings(config: &ClientConfig) -> anyhow::Result<()> {
     } else {
         description
     };
-    bail!("invalid kafka option {key}={REDACTED}: {description}")
+    Err(usage_error(format!(
+        "invalid kafka option {key}={REDACTED}: {description}"
+    )))
 }
 
 /// Reads librdkafka settings from the file at `path`: one `KEY=VALUE` per
@@ -98,7 +103,9 @@ fn parse_option_lines(text: &str) -> anyhow::Result<Vec<(String, String)>> {
         }
         match parse_key_value(line) {
             Ok((key, value)) => options.push((key, value.trim().to_string())),
-            Err(reason) => bail!("invalid line {}: {reason}", index + 1),
+            Err(reason) => {
+                return Err(usage_error(format!("invalid line {}: {reason}", index + 1)));
+            }
         }
     }
     Ok(options)

@@ -395,7 +395,9 @@ fn message_max_bytes(producer_config: &ClientConfig) -> anyhow::Result<usize> {
     let Some(value) = producer_config.get("message.max.bytes") else {
         return Ok(produce::DEFAULT_MESSAGE_MAX_BYTES);
     };
-    value
-        .parse()
-        .with_context(|| format!("invalid --kafka-option message.max.bytes={value}"))
+    value.parse().map_err(|error| {
+        weblog_common::usage::usage_error(format!(
+            "invalid --kafka-option message.max.bytes={value}: {error}"
+        ))
+    })
 }
