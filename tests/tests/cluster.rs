@@ -1,12 +1,13 @@
-//! The shipper against the cluster of `scripts/kafka-cluster.sh`: three
-//! brokers, which the test kills with SIGKILL and starts again, and a
-//! controller apart from them, which keeps running.
+//! The pipeline's shipper and host against the cluster of
+//! `scripts/kafka-cluster.sh`: three brokers, which the test kills with
+//! SIGKILL and starts again, and a controller apart from them, which keeps
+//! running.
 //!
 //! Needs the `cluster-tests` feature and the brokers' addresses in
 //! `KAFKA_CLUSTER_BOOTSTRAP`; `make cluster-test` sets both. The test
 //! leaves every node running when it passes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
@@ -16,24 +17,42 @@ use std::time::{Duration, Instant};
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use crate::util::kafka::{create_topics_at, partition_leaders, unique_name};
-use crate::util::{binary, repo_root, run, wait_until, ChildProcess};
+use crate::util::kafka::{
+    committed_and_end_at, create_topics_at, fully_committed_at, partition_leaders, read_to_end_at,
+    unique_name, Received, TestTopics,
+};
+use crate::util::{binary, default_plugin, repo_root, run, wait_until, ChildProcess};
 
-/// Lines appended to the log in each phase: before any crash, with one
-/// broker down, and with two brokers down.
+/// Lines appended to the log in each of the four phases: before any
+/// crash, with one broker down, with one broker down while the host is
+/// stopped, and with two brokers down.
 const LINES_PER_PHASE: u64 = 1000;
 
-/// Partitions of the test topic, so that the order is checked in each of
+/// Every line whose number is a multiple of this is not an access-log
+/// line, so that the default plugin rejects it and the host sends it to
+/// the dead-letter topic: 20 dead letters per phase.
+const MALFORMED_EVERY: u64 = 50;
+
+/// Start of the reason that the default plugin gives for a malformed line.
+const MALFORMED_REASON: &str = "missing timestamp";
+
+/// Raw records with more than one output that the report names.
+const MAX_REPORTED_DUPLICATES: usize = 20;
+
+/// Partitions of each test topic, so that the order is checked in each of
 /// several partitions.
 const PARTITIONS: i32 = 3;
 
-/// Max time the lines of one phase may take to arrive.
+/// Max time the lines of one phase, or their outputs, may take to arrive.
 const ARRIVAL_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Max time the host may take to commit the last raw offsets once every
+/// output arrived.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Max time the controller may take to drop the two killed brokers from
 /// the in-sync replicas. It fences a broker that has not sent a heartbeat
@@ -44,11 +63,18 @@ const ISR_SHRINK_TIMEOUT: Duration = Duration::from_secs(60);
 /// send.
 const OUTAGE: Duration = Duration::from_secs(20);
 
-/// librdkafka's delivery timeout for the shipper. librdkafka retries a
-/// record until this timeout and then fails it, so it must outlast the
-/// outage plus the restart of two brokers (about 60 s on a busy 2-core
-/// machine). It also bounds how long a broken test waits for the shipper.
+/// librdkafka's delivery timeout for the shipper and the host. librdkafka
+/// retries a record until this timeout and then fails it, so it must
+/// outlast the outage plus the restart of two brokers (about 60 s on a busy
+/// 2-core machine). It also bounds how long a broken test waits for them.
 const MESSAGE_TIMEOUT_MS: &str = "180000";
+
+/// The host's consumer session timeout, 45 s by default. The test stops
+/// the host for about 15 s, and the group coordinator can move to another
+/// broker meanwhile. A session that expired would need a rebalance, which
+/// cannot complete while `__consumer_offsets` rejects writes too, and the
+/// host would then sit out the outage without producing.
+const HOST_SESSION_TIMEOUT_MS: &str = "90000";
 
 /// librdkafka's delivery timeout for the probe record, short because the
 /// probe is meant to fail. A broker that has handed out no producer id yet
@@ -86,23 +112,35 @@ fn cluster_command(args: &[&str]) {
     );
 }
 
-/// Appends the numbered lines `numbers` to the log file at `path`.
-fn append_lines(path: &Path, numbers: std::ops::RangeInclusive<u64>) {
+/// Returns whether line `number` is one that the plugin rejects.
+fn is_malformed(number: u64) -> bool {
+    number.is_multiple_of(MALFORMED_EVERY)
+}
+
+/// Appends the numbered lines of `phase` (1 to 4) to the log file at
+/// `path`, and returns how many lines the log then contains.
+fn append_phase(path: &Path, phase: u64) -> usize {
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .expect("open test log");
     let mut text = String::new();
-    for number in numbers {
-        text.push_str(&format!(
-            "127.0.0.1 - - [04/Dec/2026:17:08:12 +0000] \"GET /item/{number} HTTP/1.1\" 200 {number}\n"
-        ));
+    for number in (phase - 1) * LINES_PER_PHASE + 1..=phase * LINES_PER_PHASE {
+        if is_malformed(number) {
+            text.push_str(&format!("not an access log line {number}\n"));
+        } else {
+            text.push_str(&format!(
+                "127.0.0.1 - - [04/Dec/2026:17:08:12 +0000] \"GET /item/{number} HTTP/1.1\" 200 \
+                 {number}\n"
+            ));
+        }
     }
     file.write_all(text.as_bytes()).expect("append to test log");
+    (phase * LINES_PER_PHASE) as usize
 }
 
-/// Returns the line number that [`append_lines`] wrote into `value`.
+/// Returns the line number that [`append_phase`] wrote into `value`.
 fn line_number(value: &[u8]) -> u64 {
     let text = String::from_utf8_lossy(value);
     text.rsplit(' ')
@@ -111,19 +149,19 @@ fn line_number(value: &[u8]) -> u64 {
         .unwrap_or_else(|| panic!("record is not a numbered test line: {text:?}"))
 }
 
-/// A consumer without a group that reads every partition of a topic from
-/// the beginning and, unlike `TopicReader`, keeps going through the errors
-/// that a broker's crash causes.
+/// A consumer without a group that reads every partition of some topics
+/// from the beginning and, unlike `TopicReader`, keeps going through the
+/// errors that a broker's crash causes.
 struct ClusterReader {
     consumer: BaseConsumer,
-    /// Line numbers read, by partition, in offset order.
-    numbers: BTreeMap<i32, Vec<u64>>,
+    /// Records read, each partition's in offset order.
+    received: Vec<Received>,
     /// Errors the consumer reported, kept for failure messages.
     errors: Vec<String>,
 }
 
 impl ClusterReader {
-    fn new(bootstrap: &str, topic: &str) -> Self {
+    fn new(bootstrap: &str, topics: &[&str]) -> Self {
         let consumer: BaseConsumer = ClientConfig::new()
             .set("bootstrap.servers", bootstrap)
             .set("group.id", unique_name("cluster-reader"))
@@ -132,15 +170,17 @@ impl ClusterReader {
             .create()
             .expect("create reader");
         let mut assignment = TopicPartitionList::new();
-        for partition in partition_leaders(bootstrap, topic).keys() {
-            assignment
-                .add_partition_offset(topic, *partition, Offset::Beginning)
-                .expect("add partition");
+        for topic in topics {
+            for partition in partition_leaders(bootstrap, topic).keys() {
+                assignment
+                    .add_partition_offset(topic, *partition, Offset::Beginning)
+                    .expect("add partition");
+            }
         }
         consumer.assign(&assignment).expect("assign partitions");
         Self {
             consumer,
-            numbers: BTreeMap::new(),
+            received: Vec::new(),
             errors: Vec::new(),
         }
     }
@@ -159,8 +199,28 @@ impl ClusterReader {
             .collect()
     }
 
+    /// Returns the records read.
     fn count(&self) -> usize {
-        self.numbers.values().map(Vec::len).sum()
+        self.received.len()
+    }
+
+    /// Returns the raw records that the outputs read so far came from,
+    /// counting each once.
+    fn source_count(&self) -> usize {
+        let sources: BTreeSet<(i32, i64)> = self.received.iter().map(Received::source).collect();
+        sources.len()
+    }
+
+    /// Returns the line numbers read, by partition, in offset order.
+    fn line_numbers(&self) -> BTreeMap<i32, Vec<u64>> {
+        let mut numbers: BTreeMap<i32, Vec<u64>> = BTreeMap::new();
+        for record in &self.received {
+            numbers
+                .entry(record.partition)
+                .or_default()
+                .push(line_number(&record.value));
+        }
+        numbers
     }
 
     /// Reads what is available within `wait`.
@@ -168,34 +228,47 @@ impl ClusterReader {
         let deadline = Instant::now() + wait;
         while Instant::now() < deadline {
             match self.consumer.poll(Duration::from_millis(100)) {
-                Some(Ok(message)) => {
-                    let number = line_number(message.payload().unwrap_or_default());
-                    self.numbers
-                        .entry(message.partition())
-                        .or_default()
-                        .push(number);
-                }
+                Some(Ok(message)) => self.received.push(Received::copy_of(&message)),
                 Some(Err(error)) => self.errors.push(error.to_string()),
                 None => {}
             }
         }
     }
 
-    /// Reads until `count` lines arrived, failing the test after
-    /// [`ARRIVAL_TIMEOUT`] or when the shipper exits.
-    fn wait_for(&mut self, count: usize, shipper: &mut ChildProcess) {
+    /// Reads until `count` records arrived, failing the test after
+    /// [`ARRIVAL_TIMEOUT`] or when one of `processes` exits.
+    fn wait_for(&mut self, count: usize, processes: &mut [&mut ChildProcess]) {
+        self.wait_for_measure("records", count, Self::count, processes);
+    }
+
+    /// Reads outputs until those of `count` raw records arrived, failing
+    /// the test like [`Self::wait_for`].
+    fn wait_for_sources(&mut self, count: usize, processes: &mut [&mut ChildProcess]) {
+        self.wait_for_measure("raw records' outputs", count, Self::source_count, processes);
+    }
+
+    fn wait_for_measure(
+        &mut self,
+        subject: &str,
+        count: usize,
+        measure: fn(&Self) -> usize,
+        processes: &mut [&mut ChildProcess],
+    ) {
         let arrived = wait_until(ARRIVAL_TIMEOUT, || {
-            shipper.assert_running();
+            for process in processes.iter_mut() {
+                process.assert_running();
+            }
             self.poll_for(Duration::from_millis(200));
-            self.count() >= count
+            measure(self) >= count
         });
+        let logs: Vec<String> = processes.iter().map(|process| process.stderr()).collect();
         assert!(
             arrived,
-            "{} of {count} lines arrived within {ARRIVAL_TIMEOUT:?}; reader errors: {:?}\n\
-             shipper:\n{}",
-            self.count(),
+            "{} of {count} {subject} arrived within {ARRIVAL_TIMEOUT:?}; reader errors: {:?}\n\
+             process logs:\n{}",
+            measure(self),
             self.errors,
-            shipper.stderr()
+            logs.join("\n----\n")
         );
     }
 }
@@ -218,6 +291,45 @@ fn shipper_command(bootstrap: &str, topic: &str, log: &Path, checkpoint: &Path) 
         .args([
             "--kafka-option",
             &format!("message.timeout.ms={MESSAGE_TIMEOUT_MS}"),
+        ]);
+    command
+}
+
+/// Returns `weblog-host run` with the default plugin from `topics.raw` to
+/// `topics.enriched` and `topics.dlq` at `bootstrap`, in the default
+/// at-least-once mode, with librdkafka's `msg` debug log on stderr as for
+/// the shipper.
+///
+/// With [`MESSAGE_TIMEOUT_MS`], librdkafka's own retries carry each output
+/// through the outage, and the host's resends (`--max-retries`, 5 by
+/// default, after a delivery failed) stay a backstop that the test does not
+/// reach. librdkafka retries a record in its place in the partition's
+/// queue, which keeps the order. A resend by the host is a new record,
+/// queued behind the records produced since.
+fn host_command(bootstrap: &str, topics: &TestTopics, group: &str) -> Command {
+    let mut command = Command::new(binary("weblog-host"));
+    command
+        .env(
+            "RUST_LOG",
+            "warn,weblog_host=info,weblog_common=info,librdkafka=debug",
+        )
+        .arg("run")
+        .args(["--bootstrap-servers", bootstrap])
+        .args(["--input-topic", &topics.raw])
+        .args(["--output-topic", &topics.enriched])
+        .args(["--dlq-topic", &topics.dlq])
+        .args(["--group-id", group])
+        .arg("--plugin")
+        .arg(default_plugin())
+        .arg("--no-component-cache")
+        .args(["--kafka-option", "debug=msg"])
+        .args([
+            "--kafka-option",
+            &format!("message.timeout.ms={MESSAGE_TIMEOUT_MS}"),
+        ])
+        .args([
+            "--kafka-option",
+            &format!("session.timeout.ms={HOST_SESSION_TIMEOUT_MS}"),
         ]);
     command
 }
@@ -322,7 +434,7 @@ fn probe_produce(bootstrap: &str, topic: &str) -> (Result<(), KafkaError>, Vec<S
 }
 
 /// Returns, per partition of `topic`, the seconds between two retries
-/// that `log` shows for NOT_ENOUGH_REPLICAS, from the shipper's log
+/// that `log` shows for NOT_ENOUGH_REPLICAS, from the process's log
 /// timestamps, for the test's report.
 fn retry_intervals(log: &str, topic: &str) -> BTreeMap<i32, Vec<f64>> {
     let mut times: BTreeMap<i32, Vec<f64>> = BTreeMap::new();
@@ -355,48 +467,243 @@ fn retry_intervals(log: &str, topic: &str) -> BTreeMap<i32, Vec<f64>> {
         .collect()
 }
 
-/// With one of three brokers killed, the shipper's lines keep arriving.
-/// With two killed, the leader rejects acks=all writes with
-/// NOT_ENOUGH_REPLICAS because the topic has min.insync.replicas=2, and the
-/// shipper retries with backoff instead of failing. Once the brokers are
-/// back, every line arrives exactly once and each partition contains its
-/// lines in file order.
+/// Prints [`retry_intervals`] of `log` for each of `topics`, headed by
+/// `process`.
+fn print_retry_intervals(process: &str, log: &str, topics: &[&str]) {
+    for topic in topics {
+        for (partition, gaps) in retry_intervals(log, topic) {
+            let gaps: Vec<String> = gaps.iter().map(|gap| format!("{gap:.2}")).collect();
+            eprintln!(
+                "{process}, {topic} [{partition}]: seconds between NOT_ENOUGH_REPLICAS \
+                 retries: {}",
+                gaps.join(" ")
+            );
+        }
+    }
+}
+
+/// Counts of the host's outputs, checked against the raw records.
+#[derive(Debug)]
+struct OutputTally {
+    enriched: usize,
+    dead_letters: usize,
+    /// Outputs of a raw record after its first, which at-least-once allows.
+    duplicates: usize,
+    /// Raw records with more than one output, the first
+    /// [`MAX_REPORTED_DUPLICATES`], for the report.
+    duplicated_sources: Vec<(i32, i64)>,
+    /// Outputs behind an output of a later raw record in the same output
+    /// partition, which is allowed only for duplicates.
+    duplicates_out_of_order: usize,
+}
+
+/// Checks the host's outputs against the raw records they came from. Each
+/// raw record has an output, and each output names a raw record of
+/// `raw_topic`. Enriched records carry their line's values, and dead
+/// letters their line's bytes and the plugin's reason. Within each output
+/// partition, the outputs of one raw partition follow raw offsets, apart
+/// from duplicates.
+fn check_outputs(
+    raw_topic: &str,
+    raw: &[Received],
+    enriched: &[Received],
+    dead_letters: &[Received],
+) -> OutputTally {
+    let inputs: BTreeMap<(i32, i64), &Received> = raw
+        .iter()
+        .map(|record| ((record.partition, record.offset), record))
+        .collect();
+    let mut copies: BTreeMap<(i32, i64), usize> = BTreeMap::new();
+    for (output, is_dead_letter) in enriched
+        .iter()
+        .map(|output| (output, false))
+        .chain(dead_letters.iter().map(|output| (output, true)))
+    {
+        assert_eq!(
+            output.header("weblog.source.topic"),
+            raw_topic,
+            "output from another topic: {output:?}"
+        );
+        let source = output.source();
+        let input = inputs
+            .get(&source)
+            .unwrap_or_else(|| panic!("output names no raw record: {output:?}"));
+        let number = line_number(&input.value);
+        assert_eq!(
+            is_dead_letter,
+            is_malformed(number),
+            "line {number} has the wrong kind of output: {output:?}"
+        );
+        if is_dead_letter {
+            check_dead_letter(output, input);
+        } else {
+            check_enriched(output, number);
+        }
+        *copies.entry(source).or_default() += 1;
+    }
+
+    let missing: Vec<&(i32, i64)> = inputs
+        .keys()
+        .filter(|source| !copies.contains_key(source))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} raw records (partition, offset) have no output: {missing:?}",
+        missing.len(),
+        inputs.len()
+    );
+    let duplicated_sources: Vec<(i32, i64)> = copies
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .map(|(source, _)| *source)
+        .take(MAX_REPORTED_DUPLICATES)
+        .collect();
+    let out_of_order =
+        count_out_of_order(enriched, &copies) + count_out_of_order(dead_letters, &copies);
+    OutputTally {
+        enriched: enriched.len(),
+        dead_letters: dead_letters.len(),
+        duplicates: copies.values().map(|count| count - 1).sum(),
+        duplicated_sources,
+        duplicates_out_of_order: out_of_order,
+    }
+}
+
+/// Checks that the enriched record `output` contains the fields of line
+/// `number`.
+fn check_enriched(output: &Received, number: u64) {
+    let record: serde_json::Value = serde_json::from_slice(&output.value)
+        .unwrap_or_else(|error| panic!("enriched record is not JSON ({error}): {output:?}"));
+    assert_eq!(
+        record["path"],
+        format!("/item/{number}"),
+        "path of line {number}"
+    );
+    assert_eq!(record["bytes"], number, "bytes of line {number}");
+    assert_eq!(record["status"], 200, "status of line {number}");
+}
+
+/// Checks that the dead letter `output` contains the bytes of `input` and
+/// the plugin's reason for rejecting it.
+fn check_dead_letter(output: &Received, input: &Received) {
+    assert_eq!(
+        output.value, input.value,
+        "dead letter bytes differ from its raw record"
+    );
+    assert_eq!(
+        output.header("weblog.error.kind"),
+        "rejected",
+        "kind of {output:?}"
+    );
+    let reason = output.header("weblog.error.reason");
+    assert!(reason.starts_with(MALFORMED_REASON), "reason of {output:?}");
+}
+
+/// Returns how many of `outputs` come after an output of a later raw
+/// record of the same raw partition in their output partition. Fails the
+/// test if one of them is not a duplicate by `copies`, because such an
+/// output broke the order.
+fn count_out_of_order(outputs: &[Received], copies: &BTreeMap<(i32, i64), usize>) -> usize {
+    let mut sorted: Vec<&Received> = outputs.iter().collect();
+    sorted.sort_by_key(|output| (output.partition, output.offset));
+    // Highest raw offset so far, by (output partition, raw partition).
+    let mut highest: BTreeMap<(i32, i32), i64> = BTreeMap::new();
+    let mut out_of_order = 0;
+    for output in sorted {
+        let (source_partition, source_offset) = output.source();
+        let key = (output.partition, source_partition);
+        match highest.get(&key) {
+            Some(&max) if source_offset <= max => {
+                assert!(
+                    copies[&(source_partition, source_offset)] > 1,
+                    "output partition {} contains the only output of raw record {source_partition}/\
+                     {source_offset} after that of raw offset {max}: {output:?}",
+                    output.partition
+                );
+                out_of_order += 1;
+            }
+            _ => {
+                highest.insert(key, source_offset);
+            }
+        }
+    }
+    out_of_order
+}
+
+/// With one of three brokers killed, the pipeline keeps flowing: the
+/// shipper's lines reach the raw topic and the host's outputs reach the
+/// enriched and dead-letter topics. With two killed, the leaders reject
+/// acks=all writes with NOT_ENOUGH_REPLICAS because every topic has
+/// min.insync.replicas=2, and both the shipper and the host, which has
+/// raw records it has not processed yet, retry with backoff instead of
+/// failing. Once the brokers are back, every line reaches the raw topic
+/// exactly once in file order per partition, every raw record has its
+/// enriched record or dead letter, in raw order per output partition
+/// apart from duplicates, and the host commits every raw offset.
 #[test]
-fn shipper_survives_two_broker_crashes() {
+fn pipeline_survives_two_broker_crashes() {
     let bootstrap = cluster_bootstrap();
-    let topic = unique_name("cluster-raw");
+    let topics = TestTopics {
+        raw: unique_name("cluster-raw"),
+        enriched: unique_name("cluster-enriched"),
+        dlq: unique_name("cluster-dlq"),
+    };
     let probe_topic = unique_name("cluster-probe");
+    let all_topics = [
+        topics.raw.as_str(),
+        &topics.enriched,
+        &topics.dlq,
+        &probe_topic,
+    ];
     let settings = [("min.insync.replicas", "2")];
-    create_topics_at(&bootstrap, &[&topic], PARTITIONS, 3, &settings);
+    create_topics_at(&bootstrap, &all_topics[..3], PARTITIONS, 3, &settings);
     create_topics_at(&bootstrap, &[&probe_topic], 1, 3, &settings);
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("access.log");
     let checkpoint = dir.path().join("checkpoint.json");
-    append_lines(&log, 1..=LINES_PER_PHASE);
+    let group = unique_name("cluster-host");
 
     let mut shipper = ChildProcess::spawn(
         "shipper",
-        shipper_command(&bootstrap, &topic, &log, &checkpoint),
+        shipper_command(&bootstrap, &topics.raw, &log, &checkpoint),
         dir.path(),
     );
-    let mut reader = ClusterReader::new(&bootstrap, &topic);
-    reader.wait_for(LINES_PER_PHASE as usize, &mut shipper);
+    let mut host = ChildProcess::spawn(
+        "host",
+        host_command(&bootstrap, &topics, &group),
+        dir.path(),
+    );
+    let mut reader = ClusterReader::new(&bootstrap, &[&topics.raw]);
+    let mut outputs = ClusterReader::new(&bootstrap, &[&topics.enriched, &topics.dlq]);
+    let lines = append_phase(&log, 1);
+    reader.wait_for(lines, &mut [&mut shipper, &mut host]);
+    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host]);
 
-    // The first victim leads partition 0, so that a new leader has to take
-    // over.
-    let first = partition_leaders(&bootstrap, &topic)[&0];
+    // The first victim leads partition 0 of the raw topic, so that a new
+    // leader has to take over.
+    let first = partition_leaders(&bootstrap, &topics.raw)[&0];
     cluster_command(&["kill", &first.to_string()]);
-    append_lines(&log, LINES_PER_PHASE + 1..=2 * LINES_PER_PHASE);
-    reader.wait_for(2 * LINES_PER_PHASE as usize, &mut shipper);
+    let lines = append_phase(&log, 2);
+    reader.wait_for(lines, &mut [&mut shipper, &mut host]);
+    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host]);
 
-    let second = follower(&bootstrap, &topic, first);
+    // No raw record can be written with two brokers down, so a running
+    // host would have nothing to produce then. Stopped with SIGSTOP, it
+    // leaves these lines' raw records to the outage.
+    host.signal("STOP");
+    let backlog_lines = append_phase(&log, 3);
+    reader.wait_for(backlog_lines, &mut [&mut shipper, &mut host]);
+
+    let second = follower(&bootstrap, &topics.raw, first);
     let survivor = (1..=3)
         .find(|broker| *broker != first && *broker != second)
         .expect("three brokers");
     cluster_command(&["kill", &second.to_string()]);
     let outage_start = Instant::now();
-    wait_for_single_isr(&reader, &[&topic, &probe_topic], survivor);
+    wait_for_single_isr(&reader, &all_topics, survivor);
     let isr_shrink = outage_start.elapsed();
+    let host_log_start = host.stderr().len();
+    host.signal("CONT");
 
     // With idempotence, librdkafka 2.12 treats NOT_ENOUGH_REPLICAS as
     // retriable: it sends the request again, backing off from
@@ -422,42 +729,66 @@ fn shipper_survives_two_broker_crashes() {
         );
     }
 
-    let stderr_before_lines = shipper.stderr().len();
-    append_lines(&log, 2 * LINES_PER_PHASE + 1..=3 * LINES_PER_PHASE);
+    let shipper_log_start = shipper.stderr().len();
+    let lines = append_phase(&log, 4);
     let outage_end = Instant::now() + OUTAGE;
     while Instant::now() < outage_end {
         shipper.assert_running();
-        reader.poll_for(Duration::from_millis(500));
+        host.assert_running();
+        reader.poll_for(Duration::from_millis(400));
+        outputs.poll_for(Duration::from_millis(100));
     }
     assert_eq!(
         reader.count(),
-        2 * LINES_PER_PHASE as usize,
+        backlog_lines,
         "lines became readable while only one of three replicas ran"
     );
-    let outage_log = shipper.stderr()[stderr_before_lines..].to_string();
-    let shipper_retries = outage_log.matches(NOT_ENOUGH_REPLICAS_RETRY).count();
+    assert_eq!(
+        outputs.source_count(),
+        backlog_lines - LINES_PER_PHASE as usize,
+        "outputs became readable while only one of three replicas ran"
+    );
+    let shipper_outage_log = shipper.stderr()[shipper_log_start..].to_string();
+    let shipper_retries = shipper_outage_log
+        .matches(NOT_ENOUGH_REPLICAS_RETRY)
+        .count();
     assert!(
         shipper_retries >= 2,
         "the shipper logged {shipper_retries} NOT_ENOUGH_REPLICAS retries with two brokers \
-         down; its log:\n{outage_log}"
+         down; its log:\n{shipper_outage_log}"
+    );
+    let host_outage_log = host.stderr()[host_log_start..].to_string();
+    let host_retries = host_outage_log.matches(NOT_ENOUGH_REPLICAS_RETRY).count();
+    assert!(
+        host_retries >= 2,
+        "the host logged {host_retries} NOT_ENOUGH_REPLICAS retries with two brokers down \
+         and {} raw records to process; its log:\n{host_outage_log}",
+        LINES_PER_PHASE
     );
 
     cluster_command(&["start", &second.to_string()]);
     cluster_command(&["start", &first.to_string()]);
-    reader.wait_for(3 * LINES_PER_PHASE as usize, &mut shipper);
+    reader.wait_for(lines, &mut [&mut shipper, &mut host]);
+    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host]);
     let outage = outage_start.elapsed();
-    for (partition, gaps) in retry_intervals(&outage_log, &topic) {
-        let gaps: Vec<String> = gaps.iter().map(|gap| format!("{gap:.2}")).collect();
-        eprintln!(
-            "partition {partition}: seconds between NOT_ENOUGH_REPLICAS retries: {}",
-            gaps.join(" ")
-        );
-    }
+    let committed = wait_until(COMMIT_TIMEOUT, || {
+        host.assert_running();
+        fully_committed_at(&bootstrap, &group, &topics.raw)
+    });
+    let offsets = committed_and_end_at(&bootstrap, &group, &topics.raw);
+    assert!(
+        committed,
+        "the host's group did not commit every raw partition to its end within \
+         {COMMIT_TIMEOUT:?}: (partition, committed, end) {offsets:?}\n{}",
+        host.stderr()
+    );
+    print_retry_intervals("shipper", &shipper_outage_log, &[&topics.raw]);
+    print_retry_intervals("host", &host_outage_log, &[&topics.enriched, &topics.dlq]);
     eprintln!(
         "two brokers down for {outage:?}: in-sync replicas shrank to [{survivor}] after \
          {isr_shrink:?}, the probe failed with {probe_error} after {} NOT_ENOUGH_REPLICAS \
-         retries, and the shipper retried {shipper_retries} produce requests on \
-         NOT_ENOUGH_REPLICAS before the brokers returned",
+         retries, and before the brokers returned the shipper retried {shipper_retries} and \
+         the host {host_retries} produce requests on NOT_ENOUGH_REPLICAS",
         request_errors.len()
     );
 
@@ -467,18 +798,44 @@ fn shipper_survives_two_broker_crashes() {
         "shipper exit: {status}\n{}",
         shipper.stderr()
     );
-    let summary = format!("sent {} lines", 3 * LINES_PER_PHASE);
+    let summary = format!("sent {lines} lines");
     assert!(stdout.starts_with(&summary), "shipper output: {stdout}");
+    let (status, _) = host.terminate(Duration::from_secs(60));
+    let host_log = host.stderr();
+    assert!(status.success(), "host exit: {status}\n{host_log}");
+    let stopped = host_log
+        .lines()
+        .find(|line| line.contains("stopped consumed="))
+        .unwrap_or_else(|| panic!("no stop line in the host's log:\n{host_log}"));
+    eprintln!("host: {stopped}");
 
     reader.poll_for(Duration::from_secs(2));
-    for (partition, numbers) in &reader.numbers {
+    for (partition, numbers) in &reader.line_numbers() {
         assert!(
             numbers.windows(2).all(|pair| pair[0] < pair[1]),
             "partition {partition} holds lines out of file order: {numbers:?}"
         );
     }
-    let mut all: Vec<u64> = reader.numbers.values().flatten().copied().collect();
+    let mut all: Vec<u64> = reader.line_numbers().into_values().flatten().collect();
     all.sort_unstable();
-    let expected: Vec<u64> = (1..=3 * LINES_PER_PHASE).collect();
-    assert_eq!(all, expected, "the topic does not hold every line once");
+    let expected: Vec<u64> = (1..=lines as u64).collect();
+    assert_eq!(all, expected, "the raw topic does not hold every line once");
+
+    let read_timeout = Duration::from_secs(60);
+    let raw = read_to_end_at(&bootstrap, &topics.raw, read_timeout);
+    let enriched = read_to_end_at(&bootstrap, &topics.enriched, read_timeout);
+    let dead_letters = read_to_end_at(&bootstrap, &topics.dlq, read_timeout);
+    assert_eq!(raw.len(), lines, "raw records read to the end");
+    let tally = check_outputs(&topics.raw, &raw, &enriched, &dead_letters);
+    eprintln!(
+        "pipeline: {lines} lines, {} raw records, {} enriched records and {} dead letters; \
+         {} duplicates, {} of them out of raw order, of raw records (partition, offset) \
+         {:?}; host commits (partition, committed, end): {offsets:?}",
+        raw.len(),
+        tally.enriched,
+        tally.dead_letters,
+        tally.duplicates,
+        tally.duplicates_out_of_order,
+        tally.duplicated_sources
+    );
 }

@@ -462,3 +462,11 @@ pub fn replay_dlq(topics: &TestTopics, group: &str, plugin: &Path, extra: &[&str
     assert!(output.status.success(), "replay-dlq failed: {stderr}");
     String::from_utf8(output.stdout).expect("UTF-8 stdout")
 }
+
+impl Received {
+    /// Copies the partition, offset, key, value and headers of `message`,
+    /// for readers that poll a consumer of their own.
+    pub fn copy_of(message: &BorrowedMessage<'_>) -> Self {
+        Self::from_message(message)
+    }
+}
