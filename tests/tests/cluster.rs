@@ -1,4 +1,4 @@
-//! The pipeline's shipper and host against the cluster of
+//! The pipeline (shipper, host and sink) against the cluster of
 //! `scripts/kafka-cluster.sh`: three brokers, which the test kills with
 //! SIGKILL and starts again, and a controller apart from them, which keeps
 //! running.
@@ -25,7 +25,9 @@ use crate::util::kafka::{
     committed_and_end_at, create_topics_at, fully_committed_at, partition_leaders, read_to_end_at,
     unique_name, Received, TestTopics,
 };
-use crate::util::{binary, default_plugin, repo_root, run, wait_until, ChildProcess};
+use crate::util::{
+    binary, default_plugin, repo_root, run, sink_output_lines, wait_until, ChildProcess,
+};
 
 /// Lines appended to the log in each of the four phases: before any
 /// crash, with one broker down, with one broker down while the host is
@@ -70,7 +72,8 @@ const OUTAGE: Duration = Duration::from_secs(20);
 const MESSAGE_TIMEOUT_MS: &str = "180000";
 
 /// The host's consumer session timeout, 45 s by default. The test stops
-/// the host for about 15 s, and the group coordinator can move to another
+/// the host for about 15 s, most of it spent waiting for the in-sync
+/// replicas to shrink, and the group coordinator can move to another
 /// broker meanwhile. A session that expired would need a rebalance, which
 /// cannot complete while `__consumer_offsets` rejects writes too, and the
 /// host would then sit out the outage without producing.
@@ -138,6 +141,35 @@ fn append_phase(path: &Path, phase: u64) -> usize {
     }
     file.write_all(text.as_bytes()).expect("append to test log");
     (phase * LINES_PER_PHASE) as usize
+}
+
+/// Returns how many of the first `lines` lines the plugin enriches.
+fn enriched_lines(lines: usize) -> usize {
+    lines - lines / MALFORMED_EVERY as usize
+}
+
+/// Reads the sink's output file at `output` until it has `count` lines,
+/// failing the test after [`ARRIVAL_TIMEOUT`] or when one of `processes`
+/// exits, and returns the lines.
+fn wait_for_sink_lines(
+    output: &Path,
+    count: usize,
+    processes: &mut [&mut ChildProcess],
+) -> Vec<Vec<u8>> {
+    let mut lines = Vec::new();
+    let arrived = wait_until(ARRIVAL_TIMEOUT, || {
+        for process in processes.iter_mut() {
+            process.assert_running();
+        }
+        lines = sink_output_lines(output);
+        lines.len() >= count
+    });
+    assert!(
+        arrived,
+        "the sink wrote {} of {count} lines within {ARRIVAL_TIMEOUT:?}",
+        lines.len()
+    );
+    lines
 }
 
 /// Returns the line number that [`append_phase`] wrote into `value`.
@@ -306,6 +338,12 @@ fn shipper_command(bootstrap: &str, topic: &str, log: &Path, checkpoint: &Path) 
 /// reach. librdkafka retries a record in its place in the partition's
 /// queue, which keeps the order. A resend by the host is a new record,
 /// queued behind the records produced since.
+///
+/// NOTE: with `message.timeout.ms=10000` the outputs of the host's 1,000
+/// waiting raw records time out during the outage, and the host resends
+/// them one at a time, each after a first backoff of about 0.5 s. One run
+/// resent 192 of them in 97 s after the brokers were back, so all would
+/// take about 8 min.
 fn host_command(bootstrap: &str, topics: &TestTopics, group: &str) -> Command {
     let mut command = Command::new(binary("weblog-host"));
     command
@@ -331,6 +369,19 @@ fn host_command(bootstrap: &str, topics: &TestTopics, group: &str) -> Command {
             "--kafka-option",
             &format!("session.timeout.ms={HOST_SESSION_TIMEOUT_MS}"),
         ]);
+    command
+}
+
+/// Returns the sink writing `topic` to the file `output`, with `dlq_topic`
+/// for records that are not JSON.
+fn sink_command(bootstrap: &str, topic: &str, dlq_topic: &str, output: &Path) -> Command {
+    let mut command = Command::new(binary("weblog-sink"));
+    command
+        .args(["--bootstrap-servers", bootstrap])
+        .args(["--topic", topic, "--dlq-topic", dlq_topic])
+        .args(["--group-id", &unique_name("cluster-sink")])
+        .arg("--output")
+        .arg(output);
     command
 }
 
@@ -492,8 +543,8 @@ struct OutputTally {
     /// Raw records with more than one output, the first
     /// [`MAX_REPORTED_DUPLICATES`], for the report.
     duplicated_sources: Vec<(i32, i64)>,
-    /// Outputs behind an output of a later raw record in the same output
-    /// partition, which is allowed only for duplicates.
+    /// Outputs that come after an output of a later raw record in the same
+    /// output partition, which only duplicates may do.
     duplicates_out_of_order: usize,
 }
 
@@ -631,15 +682,17 @@ fn count_out_of_order(outputs: &[Received], copies: &BTreeMap<(i32, i64), usize>
 }
 
 /// With one of three brokers killed, the pipeline keeps flowing: the
-/// shipper's lines reach the raw topic and the host's outputs reach the
-/// enriched and dead-letter topics. With two killed, the leaders reject
+/// shipper's lines reach the raw topic, the host's outputs the enriched
+/// and dead-letter topics, and the enriched records the sink's file. With
+/// two killed, the leaders reject
 /// acks=all writes with NOT_ENOUGH_REPLICAS because every topic has
 /// min.insync.replicas=2, and both the shipper and the host, which has
 /// raw records it has not processed yet, retry with backoff instead of
 /// failing. Once the brokers are back, every line reaches the raw topic
-/// exactly once in file order per partition, every raw record has its
+/// exactly once in file order per partition. Every raw record has its
 /// enriched record or dead letter, in raw order per output partition
-/// apart from duplicates, and the host commits every raw offset.
+/// apart from duplicates. The host commits every raw offset, and the
+/// sink's file ends with one line per enriched record.
 #[test]
 fn pipeline_survives_two_broker_crashes() {
     let bootstrap = cluster_bootstrap();
@@ -648,19 +701,22 @@ fn pipeline_survives_two_broker_crashes() {
         enriched: unique_name("cluster-enriched"),
         dlq: unique_name("cluster-dlq"),
     };
+    let sink_dlq = unique_name("cluster-sink-dlq");
     let probe_topic = unique_name("cluster-probe");
     let all_topics = [
         topics.raw.as_str(),
         &topics.enriched,
         &topics.dlq,
+        &sink_dlq,
         &probe_topic,
     ];
     let settings = [("min.insync.replicas", "2")];
-    create_topics_at(&bootstrap, &all_topics[..3], PARTITIONS, 3, &settings);
+    create_topics_at(&bootstrap, &all_topics[..4], PARTITIONS, 3, &settings);
     create_topics_at(&bootstrap, &[&probe_topic], 1, 3, &settings);
     let dir = tempfile::tempdir().expect("temp dir");
     let log = dir.path().join("access.log");
     let checkpoint = dir.path().join("checkpoint.json");
+    let sink_output = dir.path().join("enriched.jsonl");
     let group = unique_name("cluster-host");
 
     let mut shipper = ChildProcess::spawn(
@@ -673,26 +729,34 @@ fn pipeline_survives_two_broker_crashes() {
         host_command(&bootstrap, &topics, &group),
         dir.path(),
     );
+    let mut sink = ChildProcess::spawn(
+        "sink",
+        sink_command(&bootstrap, &topics.enriched, &sink_dlq, &sink_output),
+        dir.path(),
+    );
     let mut reader = ClusterReader::new(&bootstrap, &[&topics.raw]);
     let mut outputs = ClusterReader::new(&bootstrap, &[&topics.enriched, &topics.dlq]);
     let lines = append_phase(&log, 1);
-    reader.wait_for(lines, &mut [&mut shipper, &mut host]);
-    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host]);
+    reader.wait_for(lines, &mut [&mut shipper, &mut host, &mut sink]);
+    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host, &mut sink]);
+    wait_for_sink_lines(&sink_output, enriched_lines(lines), &mut [&mut sink]);
 
     // The first victim leads partition 0 of the raw topic, so that a new
     // leader has to take over.
     let first = partition_leaders(&bootstrap, &topics.raw)[&0];
     cluster_command(&["kill", &first.to_string()]);
     let lines = append_phase(&log, 2);
-    reader.wait_for(lines, &mut [&mut shipper, &mut host]);
-    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host]);
+    reader.wait_for(lines, &mut [&mut shipper, &mut host, &mut sink]);
+    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host, &mut sink]);
+    let sink_lines_before_outage =
+        wait_for_sink_lines(&sink_output, enriched_lines(lines), &mut [&mut sink]).len();
 
     // No raw record can be written with two brokers down, so a running
     // host would have nothing to produce then. Stopped with SIGSTOP, it
     // leaves these lines' raw records to the outage.
     host.signal("STOP");
     let backlog_lines = append_phase(&log, 3);
-    reader.wait_for(backlog_lines, &mut [&mut shipper, &mut host]);
+    reader.wait_for(backlog_lines, &mut [&mut shipper, &mut host, &mut sink]);
 
     let second = follower(&bootstrap, &topics.raw, first);
     let survivor = (1..=3)
@@ -735,6 +799,7 @@ fn pipeline_survives_two_broker_crashes() {
     while Instant::now() < outage_end {
         shipper.assert_running();
         host.assert_running();
+        sink.assert_running();
         reader.poll_for(Duration::from_millis(400));
         outputs.poll_for(Duration::from_millis(100));
     }
@@ -747,6 +812,11 @@ fn pipeline_survives_two_broker_crashes() {
         outputs.source_count(),
         backlog_lines - LINES_PER_PHASE as usize,
         "outputs became readable while only one of three replicas ran"
+    );
+    assert_eq!(
+        sink_output_lines(&sink_output).len(),
+        sink_lines_before_outage,
+        "the sink wrote lines while only one of three replicas ran"
     );
     let shipper_outage_log = shipper.stderr()[shipper_log_start..].to_string();
     let shipper_retries = shipper_outage_log
@@ -768,8 +838,8 @@ fn pipeline_survives_two_broker_crashes() {
 
     cluster_command(&["start", &second.to_string()]);
     cluster_command(&["start", &first.to_string()]);
-    reader.wait_for(lines, &mut [&mut shipper, &mut host]);
-    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host]);
+    reader.wait_for(lines, &mut [&mut shipper, &mut host, &mut sink]);
+    outputs.wait_for_sources(lines, &mut [&mut shipper, &mut host, &mut sink]);
     let outage = outage_start.elapsed();
     let committed = wait_until(COMMIT_TIMEOUT, || {
         host.assert_running();
@@ -827,15 +897,35 @@ fn pipeline_survives_two_broker_crashes() {
     let dead_letters = read_to_end_at(&bootstrap, &topics.dlq, read_timeout);
     assert_eq!(raw.len(), lines, "raw records read to the end");
     let tally = check_outputs(&topics.raw, &raw, &enriched, &dead_letters);
+
+    // The sink writes each enriched record once, duplicates included, as
+    // the bytes of its value.
+    let mut sink_lines = wait_for_sink_lines(&sink_output, enriched.len(), &mut [&mut sink]);
+    let (status, _) = sink.terminate(Duration::from_secs(60));
+    assert!(status.success(), "sink exit: {status}\n{}", sink.stderr());
+    let mut enriched_values: Vec<Vec<u8>> =
+        enriched.iter().map(|record| record.value.clone()).collect();
+    sink_lines.sort_unstable();
+    enriched_values.sort_unstable();
+    assert!(
+        sink_lines == enriched_values,
+        "the sink's file ({} lines) differs from the enriched topic ({} records)",
+        sink_lines.len(),
+        enriched_values.len()
+    );
+    let sink_dead_letters = read_to_end_at(&bootstrap, &sink_dlq, read_timeout);
+    assert_eq!(sink_dead_letters.len(), 0, "dead letters of the sink");
     eprintln!(
         "pipeline: {lines} lines, {} raw records, {} enriched records and {} dead letters; \
          {} duplicates, {} of them out of raw order, of raw records (partition, offset) \
-         {:?}; host commits (partition, committed, end): {offsets:?}",
+         {:?}; host commits (partition, committed, end): {offsets:?}; {} lines in the \
+         sink's file",
         raw.len(),
         tally.enriched,
         tally.dead_letters,
         tally.duplicates,
         tally.duplicates_out_of_order,
-        tally.duplicated_sources
+        tally.duplicated_sources,
+        sink_lines.len()
     );
 }
