@@ -73,7 +73,7 @@ fn host_retries_deliveries_through_broker_sigkill() {
     );
     let host_log = pipeline.stderr(Role::Host);
     assert!(
-        host_log.contains("failed to deliver a record, sending it again"),
+        host_log.contains("failed to deliver records, sending them again"),
         "the host never retried a delivery:\n{host_log}"
     );
     tally.assert_at_least_once();

@@ -122,31 +122,35 @@ pub(super) async fn await_deliveries(deliveries: Vec<Delivery>) -> anyhow::Resul
 /// sending failed ones again as the module doc describes. Fails when a record
 /// is still undelivered after `settings.max_retries` retries, or when a
 /// dead letter is rejected for good.
+///
+/// The reports are taken in rounds. The records that failed with a
+/// retriable error in one round wait out one backoff together and are sent
+/// again together. After an outage longer than `message.timeout.ms` a
+/// batch then waits one backoff per round, not one per record.
 pub(super) async fn deliver_with_retries(
     output: &Output,
     batch: &mut PendingBatch,
     settings: &RetrySettings,
     jitter: &mut Jitter,
 ) -> anyhow::Result<()> {
-    for delivery in std::mem::take(&mut batch.deliveries) {
-        let input = &batch.inputs[delivery.input];
-        let origin = &batch.origins[delivery.input];
-        let mut stage = if delivery.dead_letter {
-            Stage::DeadLetter
-        } else {
-            Stage::Enriched
-        };
-        let mut retries = 0;
-        let mut report = delivery.future.await;
-        loop {
-            let (error, message) = match report {
-                Ok(Ok(_)) => break,
+    let mut waiting: Vec<(DeliveryFuture, Tracked)> = std::mem::take(&mut batch.deliveries)
+        .into_iter()
+        .map(Tracked::new)
+        .collect();
+    while !waiting.is_empty() {
+        let mut next = Vec::new();
+        let mut to_resend = Vec::new();
+        for (future, mut tracked) in waiting {
+            let (error, message) = match future.await {
+                Ok(Ok(_)) => continue,
                 Ok(Err(failed)) => failed,
                 Err(_canceled) => anyhow::bail!("producer dropped a delivery report"),
             };
             count_error(&error, &message);
+            let input = &batch.inputs[tracked.input];
+            let origin = &batch.origins[tracked.input];
             let kind = retry::classify(&error);
-            let future = if kind == DeliveryFailure::Permanent && stage == Stage::Enriched {
+            if kind == DeliveryFailure::Permanent && tracked.stage == Stage::Enriched {
                 tracing::warn!(
                     error = %error,
                     topic = %input.topic,
@@ -154,12 +158,13 @@ pub(super) async fn deliver_with_retries(
                     offset = input.offset,
                     "broker rejected an enriched record, dead-lettering its input"
                 );
-                stage = Stage::DeadLetter;
-                retries = 0;
-                output
+                tracked.stage = Stage::DeadLetter;
+                tracked.retries = 0;
+                let future = output
                     .dead_letter_rejected(input, origin, &message, &error)
-                    .await?
-            } else if kind == DeliveryFailure::Permanent && stage == Stage::DeadLetter {
+                    .await?;
+                next.push((future, tracked));
+            } else if kind == DeliveryFailure::Permanent && tracked.stage == Stage::DeadLetter {
                 tracing::warn!(
                     error = %error,
                     topic = %input.topic,
@@ -167,39 +172,90 @@ pub(super) async fn deliver_with_retries(
                     offset = input.offset,
                     "broker rejected a dead letter, sending a small one in its place"
                 );
-                stage = Stage::SmallDeadLetter;
-                retries = 0;
-                output
+                tracked.stage = Stage::SmallDeadLetter;
+                tracked.retries = 0;
+                let future = output
                     .resend_small_dead_letter(input, &message, &error)
-                    .await?
-            } else if kind == DeliveryFailure::Retriable && retries < settings.max_retries {
-                retries += 1;
-                let delay = settings.backoff.delay(retries, jitter);
-                tracing::warn!(
+                    .await?;
+                next.push((future, tracked));
+            } else if kind == DeliveryFailure::Retriable && tracked.retries < settings.max_retries {
+                tracked.retries += 1;
+                tracing::debug!(
                     error = %error,
                     topic = %message.topic(),
                     source_partition = input.partition,
                     source_offset = input.offset,
-                    retry = retries,
-                    delay_ms = delay.as_millis() as u64,
-                    "failed to deliver a record, sending it again"
+                    retry = tracked.retries,
+                    "failed to deliver a record"
                 );
-                tokio::time::sleep(delay).await;
-                output.resend(&message, input).await?
+                to_resend.push((tracked, message, error));
             } else {
                 anyhow::bail!(
-                    "failed to deliver a record to topic {:?} for {}/{}@{} after {retries} \
+                    "failed to deliver a record to topic {:?} for {}/{}@{} after {} \
                      retries: {error}; offsets from this batch on stay uncommitted",
                     message.topic(),
                     input.topic,
                     input.partition,
-                    input.offset
+                    input.offset,
+                    tracked.retries
                 );
-            };
-            report = future.await;
+            }
         }
+        if let Some((first, message, error)) = to_resend.first() {
+            let retry = to_resend
+                .iter()
+                .map(|(tracked, _, _)| tracked.retries)
+                .max()
+                .unwrap_or(1);
+            let delay = settings.backoff.delay(retry, jitter);
+            let input = &batch.inputs[first.input];
+            tracing::warn!(
+                error = %error,
+                topic = %message.topic(),
+                source_partition = input.partition,
+                source_offset = input.offset,
+                records = to_resend.len(),
+                retry,
+                delay_ms = delay.as_millis() as u64,
+                "failed to deliver records, sending them again"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        for (tracked, message, _) in to_resend {
+            let future = output
+                .resend(&message, &batch.inputs[tracked.input])
+                .await?;
+            next.push((future, tracked));
+        }
+        waiting = next;
     }
     Ok(())
+}
+
+/// A record of a batch on its way through [`deliver_with_retries`].
+struct Tracked {
+    /// Index of the input record in the batch.
+    input: usize,
+    stage: Stage,
+    /// Sends since the last change of `stage`, after the first.
+    retries: u32,
+}
+
+impl Tracked {
+    /// Returns the delivery's future and its record's state.
+    fn new(delivery: Delivery) -> (DeliveryFuture, Self) {
+        let stage = if delivery.dead_letter {
+            Stage::DeadLetter
+        } else {
+            Stage::Enriched
+        };
+        let tracked = Self {
+            input: delivery.input,
+            stage,
+            retries: 0,
+        };
+        (delivery.future, tracked)
+    }
 }
 
 /// What a delivery in [`deliver_with_retries`] carries at the moment.
