@@ -135,7 +135,8 @@ impl CheckpointLock {
         match file.try_lock() {
             Ok(()) => Ok(Self { _file: file }),
             Err(TryLockError::WouldBlock) => bail!(
-                "checkpoint {checkpoint:?} is in use: another shipper holds the lock on                  {path:?}; stop that shipper, or give this one its own --checkpoint"
+                "checkpoint {checkpoint:?} is in use: another shipper holds the lock on \
+                 {path:?}; stop that shipper, or give this one its own --checkpoint"
             ),
             Err(TryLockError::Error(error)) => {
                 Err(error).with_context(|| format!("failed to lock checkpoint lock file {path:?}"))
@@ -253,10 +254,12 @@ mod tests {
         let held = CheckpointLock::acquire(&checkpoint).expect("first lock");
 
         let error = CheckpointLock::acquire(&checkpoint).expect_err("lock is held");
-        let message = format!("{error:#}");
-        assert!(message.contains("shipper.checkpoint.lock"), "{message}");
-        assert!(message.contains("another shipper"), "{message}");
-        assert!(message.contains("its own --checkpoint"), "{message}");
+        let expected = format!(
+            "checkpoint {checkpoint:?} is in use: another shipper holds the lock on {:?}; \
+             stop that shipper, or give this one its own --checkpoint",
+            lock_path(&checkpoint)
+        );
+        assert_eq!(format!("{error:#}"), expected);
 
         drop(held);
         CheckpointLock::acquire(&checkpoint).expect("lock is free again");
