@@ -55,6 +55,12 @@ pub(crate) struct FileCheckpoint {
     pub(crate) unacknowledged_lines: u64,
 }
 
+/// The one field read before the rest of a checkpoint file.
+#[derive(Deserialize)]
+struct VersionHeader {
+    version: u32,
+}
+
 impl Checkpoint {
     /// Returns an empty checkpoint for the log at `log_file`, an absolute
     /// path.
@@ -77,20 +83,24 @@ impl Checkpoint {
                 return Err(error).with_context(|| format!("failed to read checkpoint {path:?}"))
             }
         };
-        let checkpoint: Self = serde_json::from_slice(&content).with_context(|| {
+        let parse_context = || {
             format!(
                 "failed to parse checkpoint {path:?}; it is replaced atomically, so it was \
                  changed by hand or the disk is damaged: move it away to ship the log from \
                  its start again"
             )
-        })?;
-        if checkpoint.version != CHECKPOINT_VERSION {
+        };
+        // The version comes first, because another version may have other
+        // fields, and a missing field would hide the real cause.
+        let header: VersionHeader = serde_json::from_slice(&content).with_context(parse_context)?;
+        if header.version != CHECKPOINT_VERSION {
             bail!(
                 "invalid checkpoint {path:?}: format version {} is not the supported {}",
-                checkpoint.version,
+                header.version,
                 CHECKPOINT_VERSION
             );
         }
+        let checkpoint: Self = serde_json::from_slice(&content).with_context(parse_context)?;
         let expected = log_file.to_string_lossy();
         if checkpoint.log_file != expected {
             bail!(
@@ -245,6 +255,18 @@ mod tests {
         checkpoint.store(&path).expect("store");
         let error = Checkpoint::load(&path, &log).expect_err("unknown version");
         assert!(format!("{error:#}").contains("version 99"), "{error:#}");
+    }
+
+    #[test]
+    fn other_version_is_rejected_before_fields() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("shipper.checkpoint");
+        std::fs::write(&path, br#"{"version":99}"#).expect("write");
+        let error = Checkpoint::load(&path, &dir.path().join("a.log")).expect_err("version 99");
+        let expected = format!(
+            "invalid checkpoint {path:?}: format version 99 is not the supported {CHECKPOINT_VERSION}"
+        );
+        assert_eq!(format!("{error:#}"), expected);
     }
 
     #[test]
