@@ -13,7 +13,7 @@ use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 
 use crate::checkpoint::{Checkpoint, FileCheckpoint};
 use crate::source::open_log_file;
@@ -37,8 +37,7 @@ pub(crate) struct Start {
 /// checkpoint that still have lines to ship, then the file at `path`.
 ///
 /// A missing file at `path` is an error unless `follow` is set, in which
-/// case the follower waits for it. Following and checkpoints need a regular
-/// file, whose offsets and inode are stable.
+/// case the follower waits for it. A file that is not regular is an error.
 pub(crate) fn plan_start(
     path: &Path,
     checkpoint: Option<&Checkpoint>,
@@ -58,14 +57,6 @@ pub(crate) fn plan_start(
         ),
         None => None,
     };
-    if let Some(metadata) = &current_metadata {
-        if (follow || checkpoint.is_some()) && !metadata.is_file() {
-            bail!(
-                "failed to open log file {path:?}: --follow and --checkpoint need a regular \
-                 file, and this is not one"
-            );
-        }
-    }
     let entries: &[FileCheckpoint] = checkpoint.map_or(&[], |checkpoint| &checkpoint.files);
 
     let mut starts = Vec::new();

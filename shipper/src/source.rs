@@ -13,21 +13,50 @@
 //! reports the full length so that the line can be dead-lettered or
 //! truncated instead of sent.
 
-use std::fs::File;
+use std::fs::{self, File};
 use std::io::{self, BufRead, Seek, SeekFrom};
+use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-/// Opens the access log at `path` for reading, rejecting a directory. Other
-/// files that are not regular, such as a named pipe, are accepted.
+/// Opens the access log at `path` for reading. Rejects anything but a
+/// regular file with an [`io::ErrorKind::InvalidInput`] error that names the
+/// file type, because lines are tracked by byte offset and the file is
+/// fingerprinted by reading its first bytes again. The type is checked
+/// before opening, because opening a named pipe blocks until a writer
+/// opens it, and again after, in case the path was replaced in between.
 pub(crate) fn open_log_file(path: &Path) -> io::Result<File> {
+    check_regular(&fs::metadata(path)?)?;
     let file = File::open(path)?;
-    if file.metadata()?.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "it is a directory, not a file",
-        ));
-    }
+    check_regular(&file.metadata()?)?;
     Ok(file)
+}
+
+/// Fails when `metadata` is not that of a regular file.
+fn check_regular(metadata: &fs::Metadata) -> io::Result<()> {
+    let file_type = metadata.file_type();
+    if file_type.is_file() {
+        return Ok(());
+    }
+    let message = if file_type.is_dir() {
+        "it is a directory, not a file".to_owned()
+    } else {
+        let kind = if file_type.is_fifo() {
+            "a pipe"
+        } else if file_type.is_socket() {
+            "a socket"
+        } else if file_type.is_char_device() {
+            "a character device"
+        } else if file_type.is_block_device() {
+            "a block device"
+        } else {
+            "not a regular file"
+        };
+        format!(
+            "it is {kind}, and the shipper reads only regular files, by byte offset; \
+             write the lines to a file first and ship that file"
+        )
+    };
+    Err(io::Error::new(io::ErrorKind::InvalidInput, message))
 }
 
 /// One line of the log and where it sits in the file.
@@ -300,6 +329,32 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let error = open_log_file(dir.path()).expect_err("path is a directory");
         assert!(error.to_string().contains("directory"), "{error}");
+    }
+
+    #[test]
+    fn pipe_is_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("access.pipe");
+        let status = std::process::Command::new("mkfifo")
+            .arg(&path)
+            .status()
+            .expect("run mkfifo");
+        assert!(status.success(), "mkfifo failed: {status}");
+
+        // A reader's open blocks until the pipe has a writer, so the test
+        // holds one.
+        let _writer = File::options()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .expect("open the pipe for writing");
+        let error = open_log_file(&path).expect_err("path is a pipe");
+        assert_eq!(error.kind(), io::ErrorKind::InvalidInput);
+        assert_eq!(
+            error.to_string(),
+            "it is a pipe, and the shipper reads only regular files, by byte offset; \
+             write the lines to a file first and ship that file"
+        );
     }
 
     #[test]

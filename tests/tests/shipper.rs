@@ -74,6 +74,29 @@ fn missing_file_names_path() {
     assert!(stderr.contains("No such file"), "{stderr}");
 }
 
+/// Standard input from a pipe is rejected before the shipper opens it or
+/// connects, with the file type and what to do instead.
+#[test]
+fn stdin_pipe_is_rejected() {
+    let topic = unique_name("shipper-stdin");
+    // `output` closes the write end at once, so the shipper's standard
+    // input is an empty pipe.
+    let output = run(Command::new(binary("weblog-shipper"))
+        .args(["--bootstrap-servers", &bootstrap(), "--topic", &topic])
+        .args(["--file", "/dev/stdin"])
+        .stdin(std::process::Stdio::piped()));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "failed to open log file \"/dev/stdin\": it is a pipe, and the shipper reads \
+             only regular files, by byte offset; write the lines to a file first and ship \
+             that file"
+        ),
+        "{stderr}"
+    );
+}
+
 /// A topic that does not exist is an error naming it, not a hang.
 #[test]
 fn missing_topic_names_topic() {
