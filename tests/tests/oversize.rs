@@ -173,6 +173,49 @@ fn oversize_key_is_dropped_from_dead_letter() {
     assert!(reason.contains("message.max.bytes of 2000"), "{reason}");
 }
 
+/// When the broker rejects an input's dead letter and the small dead
+/// letter as well, the host stops at once with the error and leaves the
+/// input uncommitted, instead of running on without committing while its
+/// health checks pass.
+#[test]
+fn rejected_small_dead_letter_stops_host() {
+    let topics = TestTopics {
+        raw: unique_name("small-limits-raw"),
+        enriched: unique_name("small-limits-enriched"),
+        dlq: unique_name("small-limits-dlq"),
+    };
+    create_topics_with_config(&[&topics.raw], 1, &[]);
+    create_topics_with_config(&[&topics.enriched], 1, &[]);
+    create_topics_with_config(&[&topics.dlq], 1, &[("max.message.bytes", "1200")]);
+    let long = random_text(1_500);
+    produce(&topics.raw, &[(None, long.as_slice())]);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let group = unique_name("small-limits");
+    let mut command: Command = host_run_command(&topics, &group, &default_plugin());
+    command.arg("--no-component-cache");
+    let mut host = ChildProcess::spawn("host", command, dir.path());
+    let exited = wait_until(Duration::from_secs(90), || host.has_exited());
+    assert!(exited, "host still runs: {}", host.stderr());
+
+    let status = host.wait();
+    let stderr = host.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("committing stopped, stopping the pipeline"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("offsets from this batch on stay uncommitted"),
+        "{stderr}"
+    );
+    assert_eq!(
+        committed_and_end(&group, &topics.raw),
+        vec![(0, None, 1)],
+        "committed offsets"
+    );
+}
+
 /// A line just under the producer's max record size, whose dead letter
 /// with headers is over it, is dead-lettered with its first bytes.
 #[test]

@@ -195,12 +195,23 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     let counts = Arc::new(PipelineCounts::default());
     let (pending, pending_rx) = mpsc::channel::<PendingBatch>(config.max_in_flight_batches);
     let output = produce::Output::new(producer.clone(), &config, message_max_bytes);
-    let committer = tokio::spawn(commit::commit_in_order(
-        consumer.clone(),
-        output.clone(),
-        config.retry,
-        pending_rx,
-    ));
+    // A committer that fails stops the pipeline at once. Without this the
+    // loop would notice only when it hands over its next batch, and on an
+    // idle topic it would go on answering health checks while nothing is
+    // committed any more.
+    let committer = {
+        let commit =
+            commit::commit_in_order(consumer.clone(), output.clone(), config.retry, pending_rx);
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let result = commit.await;
+            if let Err(error) = &result {
+                tracing::error!(error = %format!("{error:#}"), "committing stopped, stopping the pipeline");
+                stop.cancel();
+            }
+            result
+        })
+    };
     let recent = RecentRecords::new(CANARY_SAMPLE_SIZE);
     let swap_counts = Arc::new(SwapCounts::default());
     let swap_settings = SwapSettings {
