@@ -26,7 +26,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
-use crate::KafkaArgs;
+use crate::{KafkaArgs, LoggingContext};
 
 /// How long one committed-offset or watermark request may take.
 const QUERY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -242,16 +242,25 @@ pub fn group_lag(
     topics: &[String],
 ) -> anyhow::Result<Vec<PartitionLag>> {
     let servers = &kafka.bootstrap_servers;
-    // A short-lived client has no use for statistics.
-    let consumer: BaseConsumer = kafka
+    // A short-lived client has no use for statistics. The logging context
+    // limits repeats of a client error, which the default context logs
+    // every time librdkafka reports it, such as while no broker is up.
+    let consumer: BaseConsumer<LoggingContext> = kafka
         .consumer_config(group)?
         .set("statistics.interval.ms", "0")
-        .create()
+        .create_with_context(LoggingContext::default())
         .with_context(|| format!("failed to create consumer for {servers}"))?;
     let mut list = TopicPartitionList::new();
     let metadata = consumer
         .fetch_metadata(None, QUERY_TIMEOUT)
-        .with_context(|| format!("failed to fetch metadata from {servers}"))?;
+        .with_context(|| {
+            format!(
+                "failed to fetch metadata from {servers} within {} s; check that the broker \
+                 is running (`make broker-up` starts the local one) and that \
+                 --bootstrap-servers names its client port",
+                QUERY_TIMEOUT.as_secs()
+            )
+        })?;
     for name in topics {
         let found = metadata.topics().iter().any(|topic| topic.name() == name);
         anyhow::ensure!(found, "topic {name:?} does not exist on {servers}");

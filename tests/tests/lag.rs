@@ -98,6 +98,37 @@ fn lag_of_unknown_group_fails() {
     assert!(stderr.contains("consumer-groups --list"), "{stderr}");
 }
 
+/// Without a broker at the address, the command fails after the metadata
+/// timeout with the address and the fix, and logs librdkafka's
+/// `AllBrokersDown` error at most once instead of at each report.
+#[test]
+fn lag_without_broker_names_fix() {
+    // Nothing listens on port 1, so every connection is refused.
+    let output = run(Command::new(binary("weblog-host")).args([
+        "lag",
+        "--bootstrap-servers",
+        "127.0.0.1:1",
+        "--group",
+        "lag-no-broker",
+    ]));
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(
+            "error: failed to fetch metadata from 127.0.0.1:1 within 10 s; check that the \
+             broker is running (`make broker-up` starts the local one) and that \
+             --bootstrap-servers names its client port: "
+        ),
+        "{stderr}"
+    );
+    let all_brokers_down = stderr
+        .lines()
+        .filter(|line| line.contains("AllBrokersDown"))
+        .count();
+    assert!(all_brokers_down <= 1, "{stderr}");
+}
+
 /// An empty group id is rejected before any connection.
 #[test]
 fn lag_of_empty_group_is_invalid() {
