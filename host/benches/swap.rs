@@ -102,7 +102,7 @@ fn main() {
         cache: None,
     };
     let reference = plugin.fork().expect("failed to fork the plugin");
-    let mut replacements = runtime
+    let replacements = runtime
         .block_on(async {
             spawn_swap_task(
                 settings,
@@ -145,7 +145,7 @@ fn main() {
         let changed = Instant::now();
         install(&plugin_path, &build);
         let replacement = loop {
-            if let Ok(replacement) = replacements.try_recv() {
+            if let Some(replacement) = replacements.take() {
                 break replacement;
             }
             assert!(

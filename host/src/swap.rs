@@ -6,9 +6,10 @@
 //! compiles the component or loads it from the component cache,
 //! instantiates it and calls `init` with the running plugin's config.
 //! Then it runs the canary check of [`crate::canary`] against an instance
-//! of the running plugin. A candidate that passes is sent to the pipeline, which
-//! swaps it in between two batches. A candidate that fails is logged at
-//! warn and counted, and the running plugin stays.
+//! of the running plugin. A candidate that passes waits in a
+//! [`PendingSwap`] until the pipeline swaps it in between two batches. A
+//! newer candidate that passes before then takes its place. A candidate
+//! that fails is logged at warn and counted, and the running plugin stays.
 //!
 //! The file is polled once per [`WATCH_INTERVAL`] for a change of its
 //! modification time, size or inode, instead of using inotify: one `stat`
@@ -20,7 +21,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Context;
@@ -51,6 +52,30 @@ pub struct Replacement {
     pub trigger: &'static str,
     /// Time from the trigger to a checked candidate.
     pub prepared_in: Duration,
+}
+
+/// The checked candidate that the pipeline swaps in before its next batch.
+/// On an idle topic a candidate can wait here for long, so a newer one
+/// replaces it instead of waiting behind it.
+#[derive(Clone, Default)]
+pub struct PendingSwap(Arc<Mutex<Option<Replacement>>>);
+
+impl PendingSwap {
+    /// Stores `replacement` and returns the candidate it replaces, if any.
+    fn put(&self, replacement: Replacement) -> Option<Replacement> {
+        match self.0.lock() {
+            Ok(mut slot) => slot.replace(replacement),
+            Err(poisoned) => poisoned.into_inner().replace(replacement),
+        }
+    }
+
+    /// Takes the waiting candidate, if any.
+    pub fn take(&self) -> Option<Replacement> {
+        match self.0.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        }
+    }
 }
 
 /// A reload request from the admin endpoint, answered once the candidate
@@ -111,8 +136,8 @@ pub struct SwapSettings {
 /// before the running plugin was read from it, and any other signature is
 /// a change. `reference` is a second instance of the running plugin for
 /// the canary check, and `recent` the records it checks on.
-/// `requests` carries reload requests from the admin endpoint. Returns the
-/// channel on which checked candidates arrive.
+/// `requests` carries reload requests from the admin endpoint. Returns
+/// where checked candidates wait for the pipeline.
 pub fn spawn_swap_task(
     settings: SwapSettings,
     loaded_file: Option<FileSignature>,
@@ -121,9 +146,9 @@ pub fn spawn_swap_task(
     counts: Arc<SwapCounts>,
     requests: mpsc::Receiver<ReloadRequest>,
     shutdown: CancellationToken,
-) -> anyhow::Result<mpsc::Receiver<Replacement>> {
+) -> anyhow::Result<PendingSwap> {
     let hangup = signal(SignalKind::hangup()).context("failed to listen for SIGHUP")?;
-    let (sender, receiver) = mpsc::channel(1);
+    let pending = PendingSwap::default();
     let swapper = Swapper {
         settings,
         reference,
@@ -135,8 +160,8 @@ pub fn spawn_swap_task(
         requests,
         last_seen: loaded_file,
     };
-    tokio::spawn(watch(swapper, triggers, sender, shutdown));
-    Ok(receiver)
+    tokio::spawn(watch(swapper, triggers, pending.clone(), shutdown));
+    Ok(pending)
 }
 
 /// The part of the swap task that runs on a blocking thread.
@@ -158,7 +183,7 @@ struct Triggers {
 async fn watch(
     mut swapper: Swapper,
     mut triggers: Triggers,
-    sender: mpsc::Sender<Replacement>,
+    pending: PendingSwap,
     shutdown: CancellationToken,
 ) {
     let mut ticks = tokio::time::interval(WATCH_INTERVAL);
@@ -202,8 +227,16 @@ async fn watch(
         };
         match result {
             Ok(Some(replacement)) => {
-                if sender.send(replacement).await.is_err() {
-                    return;
+                if let Some(superseded) = pending.put(replacement) {
+                    let identity = superseded.plugin.identity();
+                    weblog_common::metrics::counter!(crate::metrics::PLUGIN_SWAPS, "result" => "superseded")
+                        .increment(1);
+                    tracing::info!(
+                        plugin = %identity.name,
+                        version = %identity.version,
+                        digest = %identity.digest,
+                        "dropped a checked candidate that a newer one replaced before the next batch"
+                    );
                 }
             }
             Ok(None) => {}

@@ -274,18 +274,18 @@ fn candidates_that_fail_init_or_trap_are_refused() {
 }
 
 /// `POST /reload` on the admin endpoint answers with the outcome of the
-/// check: 200 when the file contains the running plugin, 422 with the
-/// reason when the candidate is rejected. Other methods and paths fail.
+/// check: 200 when the file contains the running plugin or when the
+/// candidate passed, 422 with the reason when it is refused. On an idle
+/// topic a second passing candidate replaces the first one, which still
+/// waits for a batch, and its request gets a reply too. Other methods and
+/// paths fail.
 #[test]
 fn admin_reload_reports_outcome() {
     let topics = TestTopics::create("host-admin", 1);
     let dir = tempfile::tempdir().expect("temp dir");
     let plugin_path = dir.path().join("plugin.wasm");
-    install_plugin(
-        dir.path(),
-        &plugin_path,
-        &std::fs::read(default_plugin()).expect("read default plugin"),
-    );
+    let original = std::fs::read(default_plugin()).expect("read default plugin");
+    install_plugin(dir.path(), &plugin_path, &original);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .expect("free port")
@@ -304,6 +304,28 @@ fn admin_reload_reports_outcome() {
     assert!(
         unchanged.contains("contains the running plugin"),
         "{unchanged}"
+    );
+
+    for build in [b"build 1".as_slice(), b"build 2".as_slice()] {
+        let rebuilt = with_custom_section(&original, "weblog-test-build", build);
+        install_plugin(dir.path(), &plugin_path, &rebuilt);
+        // The file watcher may check the build first, and then the request
+        // finds the build already accepted.
+        let swapping = http_request(&addr, "POST", "/reload");
+        assert!(swapping.starts_with("HTTP/1.1 200"), "{swapping}");
+        assert!(
+            swapping.contains("swapping in access-log")
+                || swapping.contains("contains the running plugin"),
+            "{swapping}"
+        );
+    }
+    let stderr = host.stderr();
+    assert_eq!(
+        stderr
+            .matches("dropped a checked candidate that a newer one replaced")
+            .count(),
+        1,
+        "{stderr}"
     );
 
     install_plugin(dir.path(), &plugin_path, b"not a component");

@@ -225,7 +225,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     if let Some(addr) = config.admin_addr {
         crate::admin::serve(addr, reload_sender, shutdown.child_token()).await?;
     }
-    let mut replacements = swap::spawn_swap_task(
+    let pending_swap = swap::spawn_swap_task(
         swap_settings,
         loaded_file,
         plugin.fork()?,
@@ -263,7 +263,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
                     continue;
                 }
             }
-            while let Ok(replacement) = replacements.try_recv() {
+            if let Some(replacement) = pending_swap.take() {
                 plugin = swap_in(plugin, replacement, &swap_counts);
             }
             if transactions.is_some() && skip_revoked(&mut batch, &consumer) {
