@@ -148,6 +148,7 @@ pub fn spawn_swap_task(
     shutdown: CancellationToken,
 ) -> anyhow::Result<PendingSwap> {
     let hangup = signal(SignalKind::hangup()).context("failed to listen for SIGHUP")?;
+    weblog_common::shutdown::mark_hangup_handled();
     let pending = PendingSwap::default();
     let swapper = Swapper {
         settings,

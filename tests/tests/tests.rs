@@ -24,6 +24,9 @@
 //! - `broker_crash`: the pipeline through a SIGKILL of a private broker.
 //! - `replay`: dead letters of outputs Kafka rejected, and `replay-dlq`.
 //! - `oversize`: dead letters cut to fit Kafka's max record sizes.
+//! - `signals`: SIGHUP leaves the shipper and the sink running.
+//! - `cluster`: the pipeline on a 3-broker cluster while brokers die,
+//!   with the `cluster-tests` feature (`make cluster-test`).
 //!
 //! The Kafka tests need the `kafka-tests` feature and a broker at
 //! `KAFKA_BOOTSTRAP` (default 127.0.0.1:9092); `make test` starts one. Each
@@ -69,5 +72,7 @@ mod progress;
 mod replay;
 #[cfg(feature = "kafka-tests")]
 mod shipper;
+#[cfg(feature = "kafka-tests")]
+mod signals;
 #[cfg(feature = "kafka-tests")]
 mod sink;
