@@ -47,6 +47,7 @@ const RESERVED_KEYS: &[&str] = &[
     "enable.auto.commit",
     "enable.auto.offset.store",
     "group.id",
+    "isolation.level",
 ];
 
 /// Returns what to do instead of setting the reserved librdkafka `key`.
@@ -65,6 +66,10 @@ fn reserved_key_fix(key: &str) -> &'static str {
             "consumers commit offsets only after the records are handled; remove the option"
         }
         "group.id" => "use --group-id of weblog-host or weblog-sink instead",
+        "isolation.level" => {
+            "consumers read only committed transactions, so that the outputs of an \
+             aborted --exactly-once batch are never written; remove the option"
+        }
         _ => "remove the option",
     }
 }
@@ -299,6 +304,7 @@ mod tests {
             ("enable.auto.commit=true", "commit offsets only after"),
             ("group.id=g", "--group-id"),
             ("metadata.broker.list=b:9092", "--bootstrap-servers"),
+            ("isolation.level=read_uncommitted", "only committed transactions"),
         ];
         for (option, fix) in cases {
             let cli = parse(&["--kafka-option", option]).expect("flags are valid");
