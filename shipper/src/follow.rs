@@ -15,7 +15,9 @@
 //!   and created again). The old file is read to its end, then the new one
 //!   from offset 0.
 //! - no file at the path: logged once, the open file is still read, and the
-//!   path is polled until a file appears.
+//!   path is polled until a file appears. A path that cannot be opened
+//!   because of its permissions or because it is a directory is polled the
+//!   same way, with a warning per cause.
 //! - the same inode, smaller than the read offset or with other first bytes:
 //!   the file was truncated in place (copy-truncate) and is read again from
 //!   offset 0 as a new generation.
@@ -41,7 +43,7 @@ use tokio::sync::mpsc;
 
 use crate::identity::{FileIdentity, FINGERPRINT_BYTES};
 use crate::resume::Start;
-use crate::source::{open_log_file, Line, LineReader};
+use crate::source::{may_become_readable, open_log_file, Line, LineReader};
 
 /// Size of the read buffer. Large reads keep the number of read calls small
 /// when a big file is shipped once.
@@ -127,6 +129,10 @@ pub(crate) struct Follower {
     /// Whether the absence of the path was logged since a file was last
     /// opened, so that it is logged once.
     absence_logged: bool,
+    /// Error of the last failed open of the path that is logged, such as
+    /// permission denied, so that each cause is logged once while the
+    /// path stays unreadable.
+    open_failure: Option<String>,
     /// Whether the last step was idle, so the path is checked before the
     /// next read.
     woke_from_idle: bool,
@@ -155,6 +161,7 @@ impl Follower {
             events: VecDeque::new(),
             next_generation: 1,
             absence_logged: false,
+            open_failure: None,
             woke_from_idle: false,
             leave_partial_line: false,
             unterminated_bytes: 0,
@@ -314,6 +321,18 @@ impl Follower {
                 }
                 return Ok(false);
             }
+            Err(error) if may_become_readable(&error) => {
+                let cause = error.to_string();
+                if self.open_failure.as_ref() != Some(&cause) {
+                    tracing::warn!(
+                        path = ?self.path,
+                        error = %cause,
+                        "failed to open log file; retrying every poll interval"
+                    );
+                    self.open_failure = Some(cause);
+                }
+                return Ok(false);
+            }
             Err(error) => {
                 return Err(error)
                     .with_context(|| format!("failed to open log file {:?}", self.path))
@@ -360,6 +379,7 @@ impl Follower {
         });
         if at_path {
             self.absence_logged = false;
+            self.open_failure = None;
         }
         Ok(())
     }
@@ -655,6 +675,66 @@ mod tests {
             vec![Seen::Opened(1, 0), line(1, "first")]
         );
         assert!(!follower.absence_logged);
+    }
+
+    #[test]
+    fn directory_at_path_is_waited_out() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("access.log");
+        let rotated = dir.path().join("access.log.1");
+        append(&path, b"one\n");
+        let mut follower = follower(&path);
+        drain(&mut follower);
+
+        fs::rename(&path, &rotated).expect("rotate");
+        fs::create_dir(&path).expect("create a directory at the path");
+        assert_eq!(drain(&mut follower), vec![]);
+        assert_eq!(
+            follower.open_failure.as_deref(),
+            Some("it is a directory, not a file")
+        );
+        assert_eq!(drain(&mut follower), vec![]);
+
+        fs::remove_dir(&path).expect("remove the directory");
+        append(&path, b"new\n");
+        assert_eq!(
+            drain(&mut follower),
+            vec![Seen::Opened(2, 0), line(2, "new")]
+        );
+        assert_eq!(follower.open_failure, None);
+    }
+
+    #[test]
+    fn directory_at_start_is_waited_out() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("access.log");
+        fs::create_dir(&path).expect("create a directory at the path");
+        let mut follower = follower(&path);
+        assert_eq!(drain(&mut follower), vec![]);
+        assert_eq!(
+            follower.open_failure.as_deref(),
+            Some("it is a directory, not a file")
+        );
+
+        fs::remove_dir(&path).expect("remove the directory");
+        append(&path, b"first\n");
+        assert_eq!(
+            drain(&mut follower),
+            vec![Seen::Opened(1, 0), line(1, "first")]
+        );
+    }
+
+    #[test]
+    fn directory_fails_one_shot() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let error = plan_start(dir.path(), None, false).expect_err("path is a directory");
+        assert_eq!(
+            format!("{error:#}"),
+            format!(
+                "failed to open log file {:?}: it is a directory, not a file",
+                dir.path()
+            )
+        );
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::checkpoint::{Checkpoint, FileCheckpoint};
-use crate::source::open_log_file;
+use crate::source::{may_become_readable, open_log_file};
 
 /// A file to read and the offset to read it from.
 #[derive(Debug)]
@@ -36,8 +36,9 @@ pub(crate) struct Start {
 /// Opens the files to read at start, oldest first: rotated files from the
 /// checkpoint that still have lines to ship, then the file at `path`.
 ///
-/// A missing file at `path` is an error unless `follow` is set, in which
-/// case the follower waits for it. A file that is not regular is an error.
+/// A missing or unreadable file, or a directory, at `path` is an error
+/// unless `follow` is set, in which case the follower waits for a readable
+/// file. Any other file that is not regular is an error.
 pub(crate) fn plan_start(
     path: &Path,
     checkpoint: Option<&Checkpoint>,
@@ -45,7 +46,7 @@ pub(crate) fn plan_start(
 ) -> anyhow::Result<Vec<Start>> {
     let current = match open_log_file(path) {
         Ok(file) => Some(file),
-        Err(error) if follow && error.kind() == io::ErrorKind::NotFound => None,
+        Err(error) if follow && may_become_readable(&error) => None,
         Err(error) => {
             return Err(error).with_context(|| format!("failed to open log file {path:?}"))
         }

@@ -18,17 +18,30 @@ use std::io::{self, BufRead, Seek, SeekFrom};
 use std::os::unix::fs::FileTypeExt;
 use std::path::Path;
 
-/// Opens the access log at `path` for reading. Rejects anything but a
-/// regular file with an [`io::ErrorKind::InvalidInput`] error that names the
-/// file type, because lines are tracked by byte offset and the file is
-/// fingerprinted by reading its first bytes again. The type is checked
-/// before opening, because opening a named pipe blocks until a writer
-/// opens it, and again after, in case the path was replaced in between.
+/// Opens the access log at `path` for reading. Only a regular file is
+/// accepted, because lines are tracked by byte offset and the file is
+/// fingerprinted by reading its first bytes again. A directory fails with
+/// [`io::ErrorKind::IsADirectory`], and any other type with
+/// [`io::ErrorKind::InvalidInput`] and a message that names the type. The
+/// type is checked before opening, because opening a named pipe blocks
+/// until a writer opens it, and again after, in case the path was
+/// replaced in between.
 pub(crate) fn open_log_file(path: &Path) -> io::Result<File> {
     check_regular(&fs::metadata(path)?)?;
     let file = File::open(path)?;
     check_regular(&file.metadata()?)?;
     Ok(file)
+}
+
+/// Returns whether a follower waits for the path to become readable after
+/// `error` from [`open_log_file`], as `tail -F` does: the file may be
+/// missing between a rotation's rename and create, or unreadable until
+/// the rotation sets its owner and mode.
+pub(crate) fn may_become_readable(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied | io::ErrorKind::IsADirectory
+    )
 }
 
 /// Fails when `metadata` is not that of a regular file.
@@ -37,25 +50,27 @@ fn check_regular(metadata: &fs::Metadata) -> io::Result<()> {
     if file_type.is_file() {
         return Ok(());
     }
-    let message = if file_type.is_dir() {
-        "it is a directory, not a file".to_owned()
+    if file_type.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "it is a directory, not a file",
+        ));
+    }
+    let kind = if file_type.is_fifo() {
+        "a pipe"
+    } else if file_type.is_socket() {
+        "a socket"
+    } else if file_type.is_char_device() {
+        "a character device"
+    } else if file_type.is_block_device() {
+        "a block device"
     } else {
-        let kind = if file_type.is_fifo() {
-            "a pipe"
-        } else if file_type.is_socket() {
-            "a socket"
-        } else if file_type.is_char_device() {
-            "a character device"
-        } else if file_type.is_block_device() {
-            "a block device"
-        } else {
-            "not a regular file"
-        };
-        format!(
-            "it is {kind}, and the shipper reads only regular files, by byte offset; \
-             write the lines to a file first and ship that file"
-        )
+        "not a regular file"
     };
+    let message = format!(
+        "it is {kind}, and the shipper reads only regular files, by byte offset; \
+         write the lines to a file first and ship that file"
+    );
     Err(io::Error::new(io::ErrorKind::InvalidInput, message))
 }
 
@@ -328,7 +343,8 @@ mod tests {
     fn directory_is_rejected() {
         let dir = tempfile::tempdir().expect("temp dir");
         let error = open_log_file(dir.path()).expect_err("path is a directory");
-        assert!(error.to_string().contains("directory"), "{error}");
+        assert_eq!(error.kind(), io::ErrorKind::IsADirectory);
+        assert_eq!(error.to_string(), "it is a directory, not a file");
     }
 
     #[test]
@@ -355,6 +371,22 @@ mod tests {
             "it is a pipe, and the shipper reads only regular files, by byte offset; \
              write the lines to a file first and ship that file"
         );
+    }
+
+    #[test]
+    fn unreadable_path_may_become_readable() {
+        use io::ErrorKind;
+
+        for kind in [
+            ErrorKind::NotFound,
+            ErrorKind::PermissionDenied,
+            ErrorKind::IsADirectory,
+        ] {
+            assert!(may_become_readable(&io::Error::from(kind)), "{kind:?}");
+        }
+        for kind in [ErrorKind::InvalidInput, ErrorKind::Other] {
+            assert!(!may_become_readable(&io::Error::from(kind)), "{kind:?}");
+        }
     }
 
     #[test]

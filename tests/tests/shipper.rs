@@ -308,6 +308,37 @@ fn follow_survives_rename_rotation() {
     assert!(log.contains("log file was rotated"), "{log}");
 }
 
+/// A directory at the followed path after a rotation is waited out with a
+/// warning naming the path and the cause, as `tail -F` does, and the file
+/// created there next is shipped.
+#[test]
+fn follow_waits_out_directory_at_path() {
+    let mut followed = Followed::start("dir", 2);
+    std::fs::rename(&followed.path, followed.dir.path().join("access.log.1")).expect("rotate");
+    std::fs::create_dir(&followed.path).expect("create a directory at the path");
+
+    let warned = crate::util::wait_until(STOP_TIMEOUT, || {
+        let stderr = followed.shipper.stderr();
+        stderr.contains("failed to open log file; retrying every poll interval")
+            && stderr.contains("it is a directory, not a file")
+    });
+    assert!(warned, "no warning: {}", followed.shipper.stderr());
+    followed.shipper.assert_running();
+
+    std::fs::remove_dir(&followed.path).expect("remove the directory");
+    append(&followed.path, &numbered("dir", 3, 2));
+    followed.await_records(4);
+    let stdout = followed.stop();
+    assert!(stdout.starts_with("sent 4 lines"), "{stdout}");
+    followed.assert_arrived("dir", 4);
+    let warnings = followed
+        .shipper
+        .stderr()
+        .matches("it is a directory, not a file")
+        .count();
+    assert_eq!(warnings, 1, "{}", followed.shipper.stderr());
+}
+
 /// A rotation by copy-truncate, once to a size below the read offset and
 /// once rewritten past it before the next poll: each line arrives once,
 /// in order.
