@@ -433,6 +433,9 @@ impl Follower {
         let metadata = match fs::metadata(&self.path) {
             Ok(metadata) => metadata,
             Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(PathState::Absent),
+            // NOTE: a path that cannot be stat'ed, such as one in a
+            // directory that lost its search permission, still ends the
+            // run, unlike one that cannot be opened.
             Err(error) => {
                 return Err(error)
                     .with_context(|| format!("failed to check log file path {:?}", self.path))
