@@ -82,8 +82,9 @@ pub struct KafkaArgs {
     pub bootstrap_servers: String,
 
     /// Raw librdkafka setting as key=value, for example
-    /// security.protocol=SASL_SSL. Repeat the flag for several settings;
-    /// in the variable, separate them with commas. Settings that the
+    /// security.protocol=SASL_SSL. Repeat the flag or separate settings
+    /// with commas; a comma followed by text without '=' stays in the
+    /// value, as in debug=msg,broker. Settings that the
     /// delivery guarantees depend on (acks, idempotence, auto commit) are
     /// rejected. A setting that librdkafka reads only in consumers, such as
     /// group.instance.id, goes only to consumers, and one read only in
@@ -96,10 +97,9 @@ pub struct KafkaArgs {
         env = "WEBLOG_KAFKA_OPTIONS",
         hide_env_values = true,
         value_name = "KEY=VALUE",
-        value_delimiter = ',',
         value_parser = secrets::KeyValueParser
     )]
-    pub kafka_options: Vec<(String, String)>,
+    kafka_option_lists: Vec<secrets::OptionList>,
 
     /// File of raw librdkafka settings, one KEY=VALUE per line; blank lines
     /// and lines starting with '#' are ignored. Meant for secrets such as
@@ -161,20 +161,25 @@ impl KafkaArgs {
         Ok(config)
     }
 
+    /// Returns the settings of every `--kafka-option` in order.
+    pub fn kafka_options(&self) -> Vec<(String, String)> {
+        self.kafka_option_lists
+            .iter()
+            .flat_map(|list| list.0.iter().cloned())
+            .collect()
+    }
+
     /// Returns the raw settings of `--kafka-option` followed by those of
     /// `--kafka-option-file`. Fails when the file cannot be read or sets a
     /// key that a flag sets too.
     pub fn raw_options(&self) -> anyhow::Result<Vec<(String, String)>> {
-        let mut options = self.kafka_options.clone();
+        let flag_options = self.kafka_options();
+        let mut options = flag_options.clone();
         let Some(path) = &self.kafka_option_file else {
             return Ok(options);
         };
         for (key, value) in secrets::read_option_file(path)? {
-            if self
-                .kafka_options
-                .iter()
-                .any(|(flag_key, _)| *flag_key == key)
-            {
+            if flag_options.iter().any(|(flag_key, _)| *flag_key == key) {
                 return Err(usage_error(format!(
                     "invalid kafka option {key}: it is set both by --kafka-option and in \
                      --kafka-option-file {path:?}; keep one"
@@ -250,7 +255,7 @@ impl KafkaArgs {
 impl fmt::Debug for KafkaArgs {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let options: Vec<String> = self
-            .kafka_options
+            .kafka_options()
             .iter()
             .map(|(key, value)| format!("{key}={}", shown_value(key, value)))
             .collect();
@@ -304,7 +309,10 @@ mod tests {
             ("enable.auto.commit=true", "commit offsets only after"),
             ("group.id=g", "--group-id"),
             ("metadata.broker.list=b:9092", "--bootstrap-servers"),
-            ("isolation.level=read_uncommitted", "only committed transactions"),
+            (
+                "isolation.level=read_uncommitted",
+                "only committed transactions",
+            ),
         ];
         for (option, fix) in cases {
             let cli = parse(&["--kafka-option", option]).expect("flags are valid");

@@ -142,13 +142,35 @@ fn parse_key_value(text: &str) -> Result<(String, String), String> {
     Ok((key.to_string(), value.to_string()))
 }
 
+/// Splits one `--kafka-option` value into settings at its commas. A part
+/// without `=` belongs to the value before it, so that a list value such
+/// as `debug=msg,broker` stays one setting.
+fn parse_option_list(text: &str) -> Result<Vec<(String, String)>, String> {
+    let mut options: Vec<(String, String)> = Vec::new();
+    for part in text.split(',') {
+        match (parse_key_value(part), options.last_mut()) {
+            (Ok(option), _) => options.push(option),
+            (Err(_), Some((_, value))) if !part.contains('=') => {
+                value.push(',');
+                value.push_str(part);
+            }
+            (Err(reason), _) => return Err(reason),
+        }
+    }
+    Ok(options)
+}
+
+/// The settings of one `--kafka-option` flag or of the variable.
+#[derive(Clone, Debug)]
+pub(super) struct OptionList(pub(super) Vec<(String, String)>);
+
 /// Value parser of `--kafka-option`. clap's own error for a failed parser
 /// quotes the value, so this parser builds its error without it.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct KeyValueParser;
 
 impl TypedValueParser for KeyValueParser {
-    type Value = (String, String);
+    type Value = OptionList;
 
     fn parse_ref(
         &self,
@@ -162,13 +184,41 @@ impl TypedValueParser for KeyValueParser {
             clap::Error::raw(ErrorKind::ValueValidation, message).with_cmd(command)
         };
         let text = value.to_str().ok_or_else(|| invalid("not UTF-8"))?;
-        parse_key_value(text).map_err(|reason| invalid(&reason))
+        parse_option_list(text)
+            .map(OptionList)
+            .map_err(|reason| invalid(&reason))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn option_list_keeps_list_values() {
+        let cases: [(&str, &[(&str, &str)]); 3] = [
+            ("debug=msg,broker", &[("debug", "msg,broker")]),
+            (
+                "security.protocol=SSL,debug=msg,topic,linger.ms=5",
+                &[
+                    ("security.protocol", "SSL"),
+                    ("debug", "msg,topic"),
+                    ("linger.ms", "5"),
+                ],
+            ),
+            ("a=x=y", &[("a", "x=y")]),
+        ];
+        for (text, expected) in cases {
+            let options = parse_option_list(text).expect("valid list");
+            let expected: Vec<(String, String)> = expected
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect();
+            assert_eq!(options, expected, "{text}");
+        }
+        let error = parse_option_list("broker,debug=msg").expect_err("no key first");
+        assert!(error.contains("no '='"), "{error}");
+    }
 
     #[test]
     fn secret_keys_are_sensitive() {
