@@ -277,21 +277,21 @@ pub fn group_lag(
             }
         }
     }
-    let committed = consumer
+    let mut committed = consumer
         .committed_offsets(list, QUERY_TIMEOUT)
         .with_context(|| format!("failed to fetch the committed offsets of group {group:?}"))?;
-    let mut lags = partition_lags(&consumer, &committed)
-        .with_context(|| format!("failed to fetch watermarks from {servers}"))?;
+    // Without --topic only the topics with a commit are shown, and only
+    // theirs are asked for watermarks: a topic that is being created has
+    // partitions without a leader yet, whose watermarks cannot be fetched.
     if topics.is_empty() {
-        let committed_topics: BTreeSet<String> = lags
-            .iter()
-            .filter(|lag| lag.committed.is_some())
-            .map(|lag| lag.topic.clone())
-            .collect();
-        lags.retain(|lag| committed_topics.contains(&lag.topic));
+        committed = with_committed_topics(&committed)?;
     }
+    let has_commit = committed
+        .elements()
+        .iter()
+        .any(|element| matches!(element.offset(), Offset::Offset(_)));
     // A typo in the group id must not read as "no lag" to a monitor.
-    if !lags.iter().any(|lag| lag.committed.is_some()) {
+    if !has_commit {
         let scope = match topics.is_empty() {
             true => "any topic".to_string(),
             false => format!("{topics:?}"),
@@ -302,8 +302,31 @@ pub fn group_lag(
              groups) or wait for the group's first commit"
         );
     }
+    let mut lags = partition_lags(&consumer, &committed)
+        .with_context(|| format!("failed to fetch watermarks from {servers}"))?;
     lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
     Ok(lags)
+}
+
+/// Returns the partitions of `committed` whose topic has a commit on at
+/// least one partition.
+fn with_committed_topics(committed: &TopicPartitionList) -> anyhow::Result<TopicPartitionList> {
+    let elements = committed.elements();
+    let topics: BTreeSet<&str> = elements
+        .iter()
+        .filter(|element| matches!(element.offset(), Offset::Offset(_)))
+        .map(|element| element.topic())
+        .collect();
+    let mut kept = TopicPartitionList::new();
+    for element in &elements {
+        if topics.contains(element.topic()) {
+            kept.add_partition_offset(element.topic(), element.partition(), element.offset())
+                .with_context(|| {
+                    format!("failed to list {}/{}", element.topic(), element.partition())
+                })?;
+        }
+    }
+    Ok(kept)
 }
 
 /// Formats `lags` as aligned columns followed by the total.
