@@ -5,8 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::kafka::{
-    committed_and_end, create_topics_with_config, fully_committed, host_run_command, produce,
-    read_to_end, replay_dlq, unique_name, Received, TestTopics,
+    committed_and_end, create_topics_with_config, host_run_command, produce, read_to_end,
+    replay_dlq, run_host_until_committed, unique_name, Received, TestTopics,
 };
 use crate::util::{default_plugin, wait_until, ChildProcess};
 
@@ -66,19 +66,12 @@ fn run_host_on(
         .arg("--component-cache")
         .arg(dir.path().join("components"))
         .args(extra);
-    let mut host = ChildProcess::spawn("host", command, dir.path());
-    let committed = wait_until(Duration::from_secs(90), || {
-        host.assert_running();
-        fully_committed(&group, &topics.raw)
-    });
-    assert!(committed, "host did not commit: {}", host.stderr());
+    run_host_until_committed(command, dir.path(), &group, &topics.raw);
     assert_eq!(
         committed_and_end(&group, &topics.raw),
         vec![(0, Some(records.len() as i64), records.len() as i64)],
         "committed offsets"
     );
-    let (status, _) = host.terminate(Duration::from_secs(30));
-    assert!(status.success(), "host exit {status}: {}", host.stderr());
     let enriched = read_to_end(&topics.enriched, Duration::from_secs(30));
     let letters = read_to_end(&topics.dlq, Duration::from_secs(30));
     (topics, enriched, letters)
@@ -171,6 +164,50 @@ fn oversize_key_is_dropped_from_dead_letter() {
     assert_eq!(letter.header("weblog.source.offset"), "1");
     let reason = letter.header("weblog.error.reason");
     assert!(reason.contains("message.max.bytes of 2000"), "{reason}");
+}
+
+/// A record that the enriched topic's `max.message.bytes` rejects goes to
+/// the dead-letter topic alone: the records produced with it are still
+/// enriched, because the host keeps its batches within the topic's limit.
+#[test]
+fn large_enriched_record_is_rejected_alone() {
+    let topics = TestTopics {
+        raw: unique_name("topic-limit-raw"),
+        enriched: unique_name("topic-limit-enriched"),
+        dlq: unique_name("topic-limit-dlq"),
+    };
+    create_topics_with_config(&[&topics.raw, &topics.dlq], 1, &[]);
+    create_topics_with_config(&[&topics.enriched], 1, &[("max.message.bytes", "100000")]);
+    // The path of the large line does not compress, and appears twice in
+    // its enriched record, which makes that record over 100,000 bytes.
+    let head = b"192.0.2.1 - - [04/Dec/2026:10:00:00 +0000] \"GET /".to_vec();
+    let mut large = head.clone();
+    large.extend(random_text(60_000).iter().map(|byte| b'a' + byte % 26));
+    large.extend_from_slice(b" HTTP/1.1\" 200 10");
+    let mut lines: Vec<Vec<u8>> = (0..600).map(|_| NORMAL_LINE.to_vec()).collect();
+    lines.push(large.clone());
+    lines.extend((0..600).map(|_| NORMAL_LINE.to_vec()));
+    let records: Vec<(Option<&[u8]>, &[u8])> =
+        lines.iter().map(|line| (None, line.as_slice())).collect();
+    produce(&topics.raw, &records);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let group = unique_name("topic-limit");
+    let mut command: Command = host_run_command(&topics, &group, &default_plugin());
+    command.arg("--no-component-cache");
+    let stderr = run_host_until_committed(command, dir.path(), &group, &topics.raw);
+
+    let letters = read_to_end(&topics.dlq, Duration::from_secs(30));
+    assert_eq!(letters.len(), 1, "dead letters");
+    assert_eq!(letters[0].value, large);
+    assert_eq!(letters[0].header("weblog.source.offset"), "600");
+    assert_eq!(letters[0].header("weblog.error.kind"), "invalid-output");
+    let enriched = read_to_end(&topics.enriched, Duration::from_secs(30));
+    assert_eq!(enriched.len(), 1_200, "enriched records");
+    assert!(
+        stderr.contains("keeping producer batches within the topic's max.message.bytes"),
+        "{stderr}"
+    );
 }
 
 /// When the broker rejects an input's dead letter and the small dead

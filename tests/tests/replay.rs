@@ -7,10 +7,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::util::kafka::{
-    create_topics_with_config, fully_committed, host_run_command, produce, read_to_end, replay_dlq,
-    unique_name, Received, TestTopics,
+    create_topics_with_config, host_run_command, produce, read_to_end, replay_dlq,
+    run_host_until_committed, unique_name, Received, TestTopics,
 };
-use crate::util::{corpus, default_plugin, fixture_plugin, split_lines, wait_until, ChildProcess};
+use crate::util::{corpus, default_plugin, fixture_plugin, split_lines};
 
 /// Bytes the enriched topic accepts per record batch in the rejection
 /// tests: less than any enriched record of the NASA corpus with its
@@ -58,14 +58,7 @@ fn run_against_small_topic(
         .arg("--component-cache")
         .arg(dir.path().join("components"))
         .args(extra);
-    let mut host = ChildProcess::spawn("host", command, dir.path());
-    let committed = wait_until(Duration::from_secs(90), || {
-        host.assert_running();
-        fully_committed(&group, &topics.raw)
-    });
-    assert!(committed, "host did not commit: {}", host.stderr());
-    let (status, _) = host.terminate(Duration::from_secs(30));
-    assert!(status.success(), "host exit {status}: {}", host.stderr());
+    run_host_until_committed(command, dir.path(), &group, &topics.raw);
     assert!(
         read_to_end(&topics.enriched, Duration::from_secs(30)).is_empty(),
         "the enriched topic accepted a record"
@@ -120,14 +113,7 @@ fn dead_letter_all(topics: &TestTopics, dir: &std::path::Path) {
         .args(["--plugin-config", REJECT_ALL])
         .arg("--component-cache")
         .arg(dir.join("components"));
-    let mut host = ChildProcess::spawn("host", command, dir);
-    let committed = wait_until(Duration::from_secs(90), || {
-        host.assert_running();
-        fully_committed(&group, &topics.raw)
-    });
-    assert!(committed, "host did not commit: {}", host.stderr());
-    let (status, _) = host.terminate(Duration::from_secs(30));
-    assert!(status.success(), "host exit {status}: {}", host.stderr());
+    run_host_until_committed(command, dir, &group, &topics.raw);
 }
 
 /// Returns the (topic, partition, offset) that a record's source headers

@@ -16,6 +16,7 @@
 //! loop swaps one in between two batches, so every batch is enriched by
 //! one plugin and its outputs name that plugin.
 
+mod batch_size;
 mod commit;
 mod consume;
 mod dead_letter;
@@ -136,10 +137,23 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     plugin_check.pass();
     crate::metrics::set_plugin_info(plugin.identity(), 1.0);
 
-    let producer_config = match &config.transactional_id {
+    let mut producer_config = match &config.transactional_id {
         Some(id) => config.kafka.transactional_producer_config(id)?,
         None => config.kafka.producer_config()?,
     };
+    // NOTE: with --exactly-once batches keep librdkafka's size. Batches of
+    // one record each, on a topic that rejects most records, made every
+    // rejection abort a transaction of a few records and stalled the
+    // producer for a minute on a sequence error, so an oversized record
+    // still takes the records batched with it to the dead-letter topic.
+    if config.transactional_id.is_none() {
+        batch_size::cap_batch_size(
+            &config.kafka,
+            &mut producer_config,
+            &[&config.output_topic, &config.dlq_topic],
+        )
+        .await?;
+    }
     let message_max_bytes = message_max_bytes(&producer_config)?;
     let producer: FutureProducer<LoggingContext> = producer_config
         .create_with_context(LoggingContext::with_stats("producer"))

@@ -470,3 +470,19 @@ impl Received {
         Self::from_message(message)
     }
 }
+
+/// Runs the host `command` in `dir` until `group` committed every record
+/// of `topic`, stops it with SIGTERM, checks that it exits 0 and returns
+/// its stderr.
+pub fn run_host_until_committed(command: Command, dir: &Path, group: &str, topic: &str) -> String {
+    let mut host = crate::util::ChildProcess::spawn("host", command, dir);
+    let committed = crate::util::wait_until(Duration::from_secs(90), || {
+        host.assert_running();
+        fully_committed(group, topic)
+    });
+    assert!(committed, "host did not commit: {}", host.stderr());
+    let (status, _) = host.terminate(Duration::from_secs(30));
+    let stderr = host.stderr();
+    assert!(status.success(), "host exit {status}: {stderr}");
+    stderr
+}
