@@ -192,6 +192,32 @@ impl Plugin {
         outcomes
     }
 
+    /// Logs one warning for the records of a batch whose output broke the
+    /// output contract, naming the first of them: a plugin bug, unlike a
+    /// rejected line.
+    fn log_invalid_outputs(&self, records: &[InputRecord], outcomes: &[EnrichOutcome]) {
+        let mut invalid = records.iter().zip(outcomes).filter_map(|(record, outcome)| {
+            match outcome {
+                EnrichOutcome::Failed(failure) if failure.kind == FailureKind::InvalidOutput => {
+                    Some((record, failure))
+                }
+                _ => None,
+            }
+        });
+        let Some((first, failure)) = invalid.next() else {
+            return;
+        };
+        tracing::warn!(
+            plugin = %self.identity.name,
+            topic = %first.topic,
+            partition = first.partition,
+            offset = first.offset,
+            records = 1 + invalid.count(),
+            error = %failure.reason,
+            "plugin output broke the output contract, dead-lettering the records"
+        );
+    }
+
     fn enrich_into(
         &mut self,
         records: &[InputRecord],
@@ -205,6 +231,7 @@ impl Plugin {
         let failure = match self.call_batch(records) {
             Ok(batch) => match check_batch_output(records.len(), batch) {
                 Ok(checked) => {
+                    self.log_invalid_outputs(records, &checked);
                     outcomes.extend(checked);
                     return;
                 }
