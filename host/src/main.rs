@@ -216,8 +216,9 @@ struct RunArgs {
     #[arg(long, env = "WEBLOG_COMPONENT_CACHE", value_name = "DIR")]
     component_cache: Option<PathBuf>,
 
-    /// Compile the plugin at every start and swap, without the cache.
-    #[arg(long, conflicts_with = "component_cache")]
+    /// Compile the plugin at every start and swap, without the cache. It
+    /// wins over --component-cache and WEBLOG_COMPONENT_CACHE.
+    #[arg(long)]
     no_component_cache: bool,
 
     /// The admin endpoint; its `POST /reload` swaps the plugin like SIGHUP.
@@ -486,4 +487,27 @@ fn parse_plugin_setting(text: &str) -> anyhow::Result<(String, String)> {
         "invalid plugin setting {text:?}: the key before '=' is empty"
     );
     Ok((key.trim().to_string(), value.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_component_cache_wins_over_a_directory() {
+        let cli = Cli::try_parse_from([
+            "weblog-host",
+            "run",
+            "--plugin",
+            "plugin.wasm",
+            "--component-cache",
+            "/tmp/components",
+            "--no-component-cache",
+        ])
+        .expect("flags are valid");
+        let Command::Run(args) = cli.command else {
+            panic!("not the run command");
+        };
+        assert_eq!(args.component_cache(), None);
+    }
 }

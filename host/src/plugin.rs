@@ -196,14 +196,18 @@ impl Plugin {
     /// output contract, naming the first of them: a plugin bug, unlike a
     /// rejected line.
     fn log_invalid_outputs(&self, records: &[InputRecord], outcomes: &[EnrichOutcome]) {
-        let mut invalid = records.iter().zip(outcomes).filter_map(|(record, outcome)| {
-            match outcome {
-                EnrichOutcome::Failed(failure) if failure.kind == FailureKind::InvalidOutput => {
-                    Some((record, failure))
-                }
-                _ => None,
-            }
-        });
+        let mut invalid =
+            records
+                .iter()
+                .zip(outcomes)
+                .filter_map(|(record, outcome)| match outcome {
+                    EnrichOutcome::Failed(failure)
+                        if failure.kind == FailureKind::InvalidOutput =>
+                    {
+                        Some((record, failure))
+                    }
+                    _ => None,
+                });
         let Some((first, failure)) = invalid.next() else {
             return;
         };
