@@ -6,6 +6,9 @@
 //! [`metrics`] installs the Prometheus recorder, [`kafka_stats`] turns
 //! librdkafka statistics into metrics and a readiness check, and [`lag`]
 //! computes consumer lag for the gauges and `weblog-host lag`.
+//!
+//! Exiting: [`report`] prints an error with its causes on one line, and
+//! [`usage`] picks the exit status.
 
 #![warn(missing_docs)]
 
@@ -17,6 +20,7 @@ pub mod kafka_stats;
 pub mod lag;
 pub mod logging;
 pub mod metrics;
+pub mod report;
 pub mod shutdown;
 pub mod topic;
 pub mod usage;

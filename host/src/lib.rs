@@ -15,7 +15,6 @@
 //! - [`headers`]: names of the headers on output records and dead letters.
 //! - [`enrich_file`]: the same plugin over a file, without Kafka.
 //! - [`pipeline`]: the Kafka consume, produce and commit loop.
-//! - [`report`]: the one-line error message printed before exiting.
 
 #![warn(missing_docs)]
 
@@ -32,7 +31,6 @@ pub mod native;
 pub mod outcome;
 pub mod pipeline;
 pub mod plugin;
-pub mod report;
 pub mod retry;
 pub mod sandbox;
 pub mod swap;

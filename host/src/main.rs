@@ -352,7 +352,7 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {}", weblog_host::report::error_chain(&error));
+            eprintln!("error: {}", weblog_common::report::error_chain(&error));
             weblog_common::usage::exit_code(&error)
         }
     }

@@ -58,7 +58,7 @@ async fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", weblog_common::report::error_chain(&error));
             weblog_common::usage::exit_code(&error)
         }
     }
