@@ -127,6 +127,14 @@ impl PipelineCounts {
 
 /// Waits for each batch's deliveries in order and commits its offsets.
 /// Returns when the channel closes, after a final synchronous commit.
+///
+/// NOTE: an asynchronous commit that the broker fails is reported only to
+/// the consumer context's commit callback, which logs it, and its offsets
+/// are not sent again. The next batch's commit covers them, but when no
+/// batch follows, as after an outage on an idle topic, the group's offsets
+/// stay behind until one does, and the final commit here covers only
+/// batches that were not committed yet. A restart then replays those
+/// records: duplicates, never a loss.
 pub(super) async fn commit_in_order(
     consumer: Arc<HostConsumer>,
     output: Output,
