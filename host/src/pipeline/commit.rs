@@ -128,9 +128,10 @@ impl PipelineCounts {
 /// Waits for each batch's deliveries in order and commits its offsets.
 /// Returns when the channel closes, after a final synchronous commit.
 ///
-/// NOTE: an asynchronous commit that the broker fails is reported only to
-/// the consumer context's commit callback, which logs it, and its offsets
-/// are not sent again. The next batch's commit covers them, but when no
+/// NOTE: an asynchronous commit that the broker fails shows only as
+/// librdkafka's `COMMITFAIL` warning (on librdkafka's mock cluster the
+/// context's commit callback did not run), and its offsets are not sent
+/// again. The next batch's commit covers them, but when no
 /// batch follows, as after an outage on an idle topic, the group's offsets
 /// stay behind until one does, and the final commit here covers only
 /// batches that were not committed yet. A restart then replays those
