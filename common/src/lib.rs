@@ -15,6 +15,7 @@
 pub mod admin;
 pub mod durable;
 pub mod kafka;
+pub mod key_value;
 pub mod kafka_context;
 pub mod kafka_stats;
 pub mod lag;

@@ -85,15 +85,16 @@ struct PluginArgs {
     plugin: PathBuf,
 
     /// Plugin setting as key=value, passed to the plugin's init. Repeat for
-    /// several; in the variable, separate them with commas.
+    /// several, or separate them with commas. A part without '=' belongs
+    /// to the value before it, so KEY=a,b is one setting; a key cannot
+    /// hold a comma.
     #[arg(
         long = "plugin-config",
         env = "WEBLOG_PLUGIN_CONFIG",
         value_name = "KEY=VALUE",
-        value_delimiter = ',',
-        value_parser = parse_plugin_setting
+        value_parser = parse_plugin_settings
     )]
-    plugin_config: Vec<(String, String)>,
+    plugin_config: Vec<PluginSettings>,
 
     /// CPU deadline of one plugin call, in milliseconds, from 1 to 600000.
     /// A call past it is interrupted and its records are dead-lettered as
@@ -403,7 +404,7 @@ fn run(command: Command) -> anyhow::Result<()> {
 fn run_pipeline(args: RunArgs, replay: Option<u32>) -> anyhow::Result<RunTotals> {
     #[cfg(feature = "native-plugin")]
     if args.native_plugin {
-        weblog_host::native::enable(&args.plugin.plugin_config)?;
+        weblog_host::native::enable(&args.plugin.settings())?;
     }
     let config = PipelineConfig {
         transactional_id: args.transactional_id()?,
@@ -416,8 +417,8 @@ fn run_pipeline(args: RunArgs, replay: Option<u32>) -> anyhow::Result<RunTotals>
         output_topic: args.output_topic,
         dlq_topic: args.dlq_topic,
         group_id: args.group_id,
+        plugin_config: args.plugin.settings(),
         plugin_path: args.plugin.plugin,
-        plugin_config: args.plugin.plugin_config,
         batch_size: args.batch_size,
         batch_linger: Duration::from_millis(args.batch_linger_ms),
         max_in_flight_batches: args.max_in_flight_batches,
@@ -441,12 +442,7 @@ fn run_pipeline(args: RunArgs, replay: Option<u32>) -> anyhow::Result<RunTotals>
 fn run_enrich_file(args: EnrichFileArgs) -> anyhow::Result<()> {
     let engine = sandbox::create_engine()?;
     let limits = args.plugin.limits()?;
-    let mut plugin = Plugin::load(
-        &engine,
-        &args.plugin.plugin,
-        args.plugin.plugin_config,
-        limits,
-    )?;
+    let mut plugin = Plugin::load(&engine, &args.plugin.plugin, args.plugin.settings(), limits)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let result = enrich_file::enrich_file(&mut plugin, &args.input, args.batch_size, &mut out);
@@ -477,16 +473,24 @@ fn is_broken_pipe(error: &anyhow::Error) -> bool {
     })
 }
 
-/// Parses `key=value` for `--plugin-config`.
-fn parse_plugin_setting(text: &str) -> anyhow::Result<(String, String)> {
-    let (key, value) = text
-        .split_once('=')
-        .with_context(|| format!("invalid plugin setting {text:?}: expected KEY=VALUE"))?;
-    anyhow::ensure!(
-        !key.trim().is_empty(),
-        "invalid plugin setting {text:?}: the key before '=' is empty"
-    );
-    Ok((key.trim().to_string(), value.to_string()))
+/// The settings of one `--plugin-config` flag or of the variable.
+#[derive(Clone, Debug)]
+struct PluginSettings(Vec<(String, String)>);
+
+/// Parses one `--plugin-config` value: `key=value`, or several separated
+/// by commas.
+fn parse_plugin_settings(text: &str) -> anyhow::Result<PluginSettings> {
+    weblog_common::key_value::parse_list(text)
+        .map(PluginSettings)
+        .map_err(|reason| anyhow::anyhow!("invalid plugin setting {text:?}: {reason}"))
+}
+
+impl PluginArgs {
+    /// Returns the settings of every `--plugin-config` in order.
+    fn settings(&self) -> Vec<(String, String)> {
+        let lists = self.plugin_config.iter();
+        lists.flat_map(|list| list.0.iter().cloned()).collect()
+    }
 }
 
 #[cfg(test)]
@@ -509,5 +513,49 @@ mod tests {
             panic!("not the run command");
         };
         assert_eq!(args.component_cache(), None);
+    }
+
+    #[test]
+    fn plugin_config_keeps_commas_in_values() {
+        let cli = Cli::try_parse_from([
+            "weblog-host",
+            "run",
+            "--plugin",
+            "plugin.wasm",
+            "--plugin-config",
+            "service.route./api=api,route.keep=a,b",
+            "--plugin-config",
+            "mode=json",
+        ])
+        .expect("flags are valid");
+        let Command::Run(args) = cli.command else {
+            panic!("not the run command");
+        };
+        let expected = [
+            ("service.route./api", "api"),
+            ("route.keep", "a,b"),
+            ("mode", "json"),
+        ]
+        .map(|(key, value)| (key.to_string(), value.to_string()));
+        assert_eq!(args.plugin.settings(), expected);
+    }
+
+    #[test]
+    fn plugin_config_without_key_names_value() {
+        let error = Cli::try_parse_from([
+            "weblog-host",
+            "run",
+            "--plugin",
+            "plugin.wasm",
+            "--plugin-config",
+            "a,b=1",
+        ])
+        .err()
+        .expect("a part without '=' first is invalid");
+        let message = error.to_string();
+        assert!(
+            message.contains("invalid plugin setting \"a,b=1\"") && message.contains("no '='"),
+            "{message}"
+        );
     }
 }

@@ -101,7 +101,7 @@ fn parse_option_lines(text: &str) -> anyhow::Result<Vec<(String, String)>> {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        match parse_key_value(line) {
+        match crate::key_value::parse_key_value(line) {
             Ok((key, value)) => options.push((key, value.trim().to_string())),
             Err(reason) => {
                 return Err(usage_error(format!("invalid line {}: {reason}", index + 1)));
@@ -129,37 +129,6 @@ fn warn_if_world_readable(path: &Path, options: &[(String, String)]) {
     }
 }
 
-/// Splits `key=value` at its first `=`. The error never quotes the text,
-/// since a value without its key may be a secret.
-fn parse_key_value(text: &str) -> Result<(String, String), String> {
-    let Some((key, value)) = text.split_once('=') else {
-        return Err("expected KEY=VALUE, but there is no '='".to_string());
-    };
-    let key = key.trim();
-    if key.is_empty() {
-        return Err("expected KEY=VALUE, but the key before '=' is empty".to_string());
-    }
-    Ok((key.to_string(), value.to_string()))
-}
-
-/// Splits one `--kafka-option` value into settings at its commas. A part
-/// without `=` belongs to the value before it, so that a list value such
-/// as `debug=msg,broker` stays one setting.
-fn parse_option_list(text: &str) -> Result<Vec<(String, String)>, String> {
-    let mut options: Vec<(String, String)> = Vec::new();
-    for part in text.split(',') {
-        match (parse_key_value(part), options.last_mut()) {
-            (Ok(option), _) => options.push(option),
-            (Err(_), Some((_, value))) if !part.contains('=') => {
-                value.push(',');
-                value.push_str(part);
-            }
-            (Err(reason), _) => return Err(reason),
-        }
-    }
-    Ok(options)
-}
-
 /// The settings of one `--kafka-option` flag or of the variable.
 #[derive(Clone, Debug)]
 pub(super) struct OptionList(pub(super) Vec<(String, String)>);
@@ -184,7 +153,7 @@ impl TypedValueParser for KeyValueParser {
             clap::Error::raw(ErrorKind::ValueValidation, message).with_cmd(command)
         };
         let text = value.to_str().ok_or_else(|| invalid("not UTF-8"))?;
-        parse_option_list(text)
+        crate::key_value::parse_list(text)
             .map(OptionList)
             .map_err(|reason| invalid(&reason))
     }
@@ -193,32 +162,6 @@ impl TypedValueParser for KeyValueParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn option_list_keeps_list_values() {
-        let cases: [(&str, &[(&str, &str)]); 3] = [
-            ("debug=msg,broker", &[("debug", "msg,broker")]),
-            (
-                "security.protocol=SSL,debug=msg,topic,linger.ms=5",
-                &[
-                    ("security.protocol", "SSL"),
-                    ("debug", "msg,topic"),
-                    ("linger.ms", "5"),
-                ],
-            ),
-            ("a=x=y", &[("a", "x=y")]),
-        ];
-        for (text, expected) in cases {
-            let options = parse_option_list(text).expect("valid list");
-            let expected: Vec<(String, String)> = expected
-                .iter()
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect();
-            assert_eq!(options, expected, "{text}");
-        }
-        let error = parse_option_list("broker,debug=msg").expect_err("no key first");
-        assert!(error.contains("no '='"), "{error}");
-    }
 
     #[test]
     fn secret_keys_are_sensitive() {
