@@ -15,9 +15,9 @@
 pub mod admin;
 pub mod durable;
 pub mod kafka;
-pub mod key_value;
 pub mod kafka_context;
 pub mod kafka_stats;
+pub mod key_value;
 pub mod lag;
 pub mod logging;
 pub mod metrics;
