@@ -296,10 +296,20 @@ impl ConsumedBatch {
     /// input is left out.
     fn push(&mut self, message: &BorrowedMessage<'_>, config: &PipelineConfig) {
         let topic = message.topic();
-        self.next_offsets.insert(
-            (topic.to_string(), message.partition()),
-            message.offset() + 1,
-        );
+        let next = message.offset() + 1;
+        // A batch spans few partitions: looking the entry up saves a new
+        // key for every record.
+        let entry = self
+            .next_offsets
+            .iter_mut()
+            .find(|((known, partition), _)| *partition == message.partition() && known == topic);
+        match entry {
+            Some((_, offset)) => *offset = next,
+            None => {
+                self.next_offsets
+                    .insert((topic.to_string(), message.partition()), next);
+            }
+        }
         let record = InputRecord {
             topic: topic.to_string(),
             partition: message.partition(),

@@ -83,49 +83,51 @@ impl Output {
         let mut outputs = OutputCounts::new(&self.output_topic, &self.dlq_topic);
         for (index, (input, outcome)) in batch.records.iter().zip(outcomes).enumerate() {
             let origin = &batch.origins[index];
-            let outcome = match outcome {
+            let failure = match outcome {
                 EnrichOutcome::Enriched(records) => {
-                    self.check_sizes(input, origin, plugin, records)
-                }
-                failed => failed,
-            };
-            match outcome {
-                EnrichOutcome::Enriched(records) => {
-                    counts.add_enriched(records.len());
-                    for record in &records {
-                        outputs.add_enriched(record.len());
-                        let headers = source_headers(origin, plugin);
-                        let future = self
-                            .produce(
-                                &self.output_topic,
-                                input.key.as_deref(),
-                                record.as_bytes(),
-                                headers,
-                                input,
-                            )
-                            .await?;
-                        deliveries.push(Delivery::enriched(future, index));
+                    // Built once per input: they are the same for all its
+                    // records, and the size check needs them too.
+                    let headers = source_headers(origin, plugin);
+                    match self.check_sizes(input, &headers, &records) {
+                        Ok(()) => {
+                            counts.add_enriched(records.len());
+                            let Some((last, others)) = records.split_last() else {
+                                continue;
+                            };
+                            for record in others.iter().chain([last]) {
+                                outputs.add_enriched(record.len());
+                            }
+                            for record in others {
+                                let future = self
+                                    .produce_enriched(input, record, headers.clone())
+                                    .await?;
+                                deliveries.push(Delivery::enriched(future, index));
+                            }
+                            let future = self.produce_enriched(input, last, headers).await?;
+                            deliveries.push(Delivery::enriched(future, index));
+                            continue;
+                        }
+                        Err(failure) => failure,
                     }
                 }
-                EnrichOutcome::Failed(failure) => {
-                    counts.add_dead_lettered(1);
-                    outputs.add_dead_letter(failure.kind);
-                    let (size, failure) = match &origin.rejected_dead_letter {
-                        None => (DeadLetterSize::Fit, failure),
-                        Some(error) => (
-                            DeadLetterSize::Small,
-                            Failure {
-                                kind: failure.kind,
-                                reason: dead_letter::small_reason(failure.reason, error),
-                            },
-                        ),
-                    };
-                    let headers =
-                        self.add_failure_headers(source_headers(origin, plugin), origin, &failure);
-                    let future = self.produce_dead_letter(input, headers, size).await?;
-                    deliveries.push(Delivery::dead_letter(future, index));
-                }
-            }
+                EnrichOutcome::Failed(failure) => failure,
+            };
+            counts.add_dead_lettered(1);
+            outputs.add_dead_letter(failure.kind);
+            let (size, failure) = match &origin.rejected_dead_letter {
+                None => (DeadLetterSize::Fit, failure),
+                Some(error) => (
+                    DeadLetterSize::Small,
+                    Failure {
+                        kind: failure.kind,
+                        reason: dead_letter::small_reason(failure.reason, error),
+                    },
+                ),
+            };
+            let headers =
+                self.add_failure_headers(source_headers(origin, plugin), origin, &failure);
+            let future = self.produce_dead_letter(input, headers, size).await?;
+            deliveries.push(Delivery::dead_letter(future, index));
         }
         counts.add_consumed(batch.records.len());
         record_plugin_failures(plugin, &outputs);
@@ -136,6 +138,18 @@ impl Output {
             next_offsets: batch.next_offsets,
             outputs,
         })
+    }
+
+    /// Sends `record`, enriched from `input`, to the enriched topic.
+    async fn produce_enriched(
+        &self,
+        input: &InputRecord,
+        record: &str,
+        headers: OwnedHeaders,
+    ) -> anyhow::Result<DeliveryFuture> {
+        let key = input.key.as_deref();
+        self.produce(&self.output_topic, key, record.as_bytes(), headers, input)
+            .await
     }
 
     /// Sends a record made from `input`, which errors name.
@@ -305,25 +319,23 @@ impl Output {
         headers
     }
 
-    /// Turns `records` into a failure when one of them, with the input's
-    /// key and the output headers, would exceed `message.max.bytes`: the
-    /// producer would refuse it, and that error stops the host.
+    /// Returns a failure when one of `records`, with the input's key and
+    /// `headers`, would exceed `message.max.bytes`: the producer would
+    /// refuse it, and that error stops the host.
     fn check_sizes(
         &self,
         input: &InputRecord,
-        origin: &Origin,
-        plugin: &PluginIdentity,
-        records: Vec<String>,
-    ) -> EnrichOutcome {
-        let header_bytes = dead_letter::header_bytes(&source_headers(origin, plugin));
+        headers: &OwnedHeaders,
+        records: &[String],
+    ) -> Result<(), Failure> {
         let key_bytes = input.key.as_ref().map_or(0, Vec::len);
-        let fixed = RECORD_OVERHEAD_BYTES + key_bytes + header_bytes;
+        let fixed = RECORD_OVERHEAD_BYTES + key_bytes + dead_letter::header_bytes(headers);
         let too_large = records
             .iter()
             .enumerate()
             .find(|(_, record)| fixed + record.len() > self.message_max_bytes);
         let Some((index, record)) = too_large else {
-            return EnrichOutcome::Enriched(records);
+            return Ok(());
         };
         tracing::warn!(
             topic = %input.topic,
@@ -333,7 +345,7 @@ impl Output {
             message_max_bytes = self.message_max_bytes,
             "enriched record too large for the producer, dead-lettering its input"
         );
-        EnrichOutcome::Failed(Failure {
+        Err(Failure {
             kind: FailureKind::InvalidOutput,
             reason: format!(
                 "plugin emitted a record at index {index} of {} bytes, which with its key \
