@@ -214,8 +214,13 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     // idle topic it would go on answering health checks while nothing is
     // committed any more.
     let committer = {
-        let commit =
-            commit::commit_in_order(consumer.clone(), output.clone(), config.retry, pending_rx);
+        let commit = commit::commit_in_order(
+            consumer.clone(),
+            output.clone(),
+            config.retry,
+            commit::CONFIRM_AFTER_IDLE,
+            pending_rx,
+        );
         let stop = stop.clone();
         tokio::spawn(async move {
             let result = commit.await;
