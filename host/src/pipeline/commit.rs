@@ -137,11 +137,10 @@ pub(super) const CONFIRM_AFTER_IDLE: Duration = Duration::from_secs(5);
 ///
 /// Commits are asynchronous while batches flow, and the next one covers a
 /// failed one. An asynchronous commit that the broker fails shows only as
-/// librdkafka's `COMMITFAIL` warning (on librdkafka's mock cluster the
-/// context's commit callback did not run), so once no batch has come for
-/// `confirm_after` the offsets committed since the last confirmation are
-/// committed again synchronously, and again after each further
-/// `confirm_after` until that succeeds. The final commit covers them too.
+/// librdkafka's `COMMITFAIL` warning, because on librdkafka's mock cluster
+/// the context's commit callback did not run. So once no batch has come
+/// for `confirm_after`, the offsets are committed again synchronously,
+/// and again after each further `confirm_after` until that succeeds.
 pub(super) async fn commit_in_order(
     consumer: Arc<HostConsumer>,
     output: Output,
@@ -149,26 +148,24 @@ pub(super) async fn commit_in_order(
     confirm_after: Duration,
     mut batches: mpsc::Receiver<PendingBatch>,
 ) -> anyhow::Result<()> {
-    let mut to_commit: BTreeMap<(String, i32), i64> = BTreeMap::new();
-    // Offsets committed asynchronously and not yet confirmed.
-    let mut unconfirmed: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    // Offsets of acknowledged batches that no synchronous commit has
+    // confirmed yet.
+    let mut offsets: BTreeMap<(String, i32), i64> = BTreeMap::new();
     let mut jitter = Jitter::from_time();
     loop {
-        let next = match unconfirmed.is_empty() {
+        let next = match offsets.is_empty() {
             true => batches.recv().await,
             false => match tokio::time::timeout(confirm_after, batches.recv()).await {
                 Ok(next) => next,
                 Err(_idle) => {
-                    let mut offsets = unconfirmed.clone();
-                    // A synchronous commit blocks until the broker answers;
-                    // meanwhile the runtime's other tasks move to another
-                    // thread.
+                    // A synchronous commit blocks until the broker replies,
+                    // so the runtime's other tasks move to another thread.
                     let confirmed = tokio::task::block_in_place(|| {
                         commit(&consumer, &mut offsets, CommitMode::Sync)
                     })?;
                     if confirmed {
-                        tracing::debug!(partitions = unconfirmed.len(), "offsets confirmed");
-                        unconfirmed.clear();
+                        tracing::debug!(partitions = offsets.len(), "offsets confirmed");
+                        offsets.clear();
                     }
                     continue;
                 }
@@ -179,43 +176,40 @@ pub(super) async fn commit_in_order(
         };
         deliver_with_retries(&output, &mut batch, &retry, &mut jitter).await?;
         batch.outputs.record_acknowledged();
-        to_commit.extend(batch.next_offsets);
+        offsets.extend(batch.next_offsets);
 
         // Batches that are already waiting are folded into one commit.
         if batches.is_empty() {
-            unconfirmed.extend(to_commit.iter().map(|(key, offset)| (key.clone(), *offset)));
-            commit(&consumer, &mut to_commit, CommitMode::Async)?;
+            commit(&consumer, &mut offsets, CommitMode::Async)?;
         }
     }
-    unconfirmed.extend(to_commit);
-    commit(&consumer, &mut unconfirmed, CommitMode::Sync).map(|_| ())
+    commit(&consumer, &mut offsets, CommitMode::Sync).map(|_| ())
 }
 
-/// Commits the offsets of partitions this instance still owns and clears
-/// the map. Offsets of partitions it lost are dropped: their new owner
-/// replays from its own last commit. Returns false when the commit failed,
-/// which for an asynchronous one means it could not be queued.
+/// Commits the offsets of partitions this instance still owns, and drops
+/// those of partitions it lost from `offsets`: their new owner replays
+/// from its own last commit. Returns false when the commit failed, which
+/// for an asynchronous one means it could not be queued.
 fn commit(
     consumer: &HostConsumer,
     offsets: &mut BTreeMap<(String, i32), i64>,
     mode: CommitMode,
 ) -> anyhow::Result<bool> {
+    let context = consumer.context();
+    offsets.retain(|(topic, partition), offset| {
+        let owned = context.owns(topic, *partition);
+        if !owned {
+            tracing::debug!(topic = %topic, partition, offset, "skipping commit of a lost partition");
+        }
+        owned
+    });
     if offsets.is_empty() {
         return Ok(true);
     }
-    let context = consumer.context();
     let mut list = TopicPartitionList::with_capacity(offsets.len());
     for ((topic, partition), offset) in offsets.iter() {
-        if context.owns(topic, *partition) {
-            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
-                .with_context(|| format!("failed to add {topic}/{partition} to a commit"))?;
-        } else {
-            tracing::debug!(topic = %topic, partition, offset, "skipping commit of a lost partition");
-        }
-    }
-    offsets.clear();
-    if list.count() == 0 {
-        return Ok(true);
+        list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+            .with_context(|| format!("failed to add {topic}/{partition} to a commit"))?;
     }
     match consumer.commit(&list, mode) {
         Ok(()) => {
