@@ -91,20 +91,15 @@ impl Output {
                     match self.check_sizes(input, &headers, &records) {
                         Ok(()) => {
                             counts.add_enriched(records.len());
-                            let Some((last, others)) = records.split_last() else {
-                                continue;
-                            };
-                            for record in others.iter().chain([last]) {
-                                outputs.add_enriched(record.len());
-                            }
-                            for record in others {
-                                let future = self
-                                    .produce_enriched(input, record, headers.clone())
-                                    .await?;
-                                deliveries.push(Delivery::enriched(future, index));
-                            }
-                            let future = self.produce_enriched(input, last, headers).await?;
-                            deliveries.push(Delivery::enriched(future, index));
+                            self.send_enriched(
+                                input,
+                                index,
+                                &records,
+                                headers,
+                                &mut deliveries,
+                                &mut outputs,
+                            )
+                            .await?;
                             continue;
                         }
                         Err(failure) => failure,
@@ -140,16 +135,32 @@ impl Output {
         })
     }
 
-    /// Sends `record`, enriched from `input`, to the enriched topic.
-    async fn produce_enriched(
+    /// Sends `records`, enriched from `input` at `index` of its batch, to
+    /// the enriched topic, adding their deliveries and counts. The last
+    /// record takes `headers`, and the ones before it take copies.
+    async fn send_enriched(
         &self,
         input: &InputRecord,
-        record: &str,
-        headers: OwnedHeaders,
-    ) -> anyhow::Result<DeliveryFuture> {
-        let key = input.key.as_deref();
-        self.produce(&self.output_topic, key, record.as_bytes(), headers, input)
-            .await
+        index: usize,
+        records: &[String],
+        mut headers: OwnedHeaders,
+        deliveries: &mut Vec<Delivery>,
+        outputs: &mut OutputCounts,
+    ) -> anyhow::Result<()> {
+        for (position, record) in records.iter().enumerate() {
+            outputs.add_enriched(record.len());
+            let record_headers = match position + 1 == records.len() {
+                true => std::mem::take(&mut headers),
+                false => headers.clone(),
+            };
+            let key = input.key.as_deref();
+            let payload = record.as_bytes();
+            let future = self
+                .produce(&self.output_topic, key, payload, record_headers, input)
+                .await?;
+            deliveries.push(Delivery::enriched(future, index));
+        }
+        Ok(())
     }
 
     /// Sends a record made from `input`, which errors name.
