@@ -559,6 +559,18 @@ mod tests {
         Follower::new(path, true, 100, starts)
     }
 
+    /// Returns the log path in `dir`, the path it was renamed to, and a
+    /// follower that read its one line before the rename.
+    fn follower_after_rename(dir: &Path) -> (PathBuf, PathBuf, Follower) {
+        let path = dir.join("access.log");
+        let rotated = dir.join("access.log.1");
+        append(&path, b"one\n");
+        let mut follower = follower(&path);
+        drain(&mut follower);
+        fs::rename(&path, &rotated).expect("rotate");
+        (path, rotated, follower)
+    }
+
     #[test]
     fn appended_lines_are_read() {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -647,13 +659,7 @@ mod tests {
     #[test]
     fn absent_path_keeps_reading_old_file() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("access.log");
-        let rotated = dir.path().join("access.log.1");
-        append(&path, b"one\n");
-        let mut follower = follower(&path);
-        drain(&mut follower);
-
-        fs::rename(&path, &rotated).expect("rotate");
+        let (path, rotated, mut follower) = follower_after_rename(dir.path());
         assert_eq!(drain(&mut follower), vec![]);
         // The writer keeps the old file open until it reopens the path.
         append(&rotated, b"late\n");
@@ -683,13 +689,7 @@ mod tests {
     #[test]
     fn directory_at_path_is_waited_out() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let path = dir.path().join("access.log");
-        let rotated = dir.path().join("access.log.1");
-        append(&path, b"one\n");
-        let mut follower = follower(&path);
-        drain(&mut follower);
-
-        fs::rename(&path, &rotated).expect("rotate");
+        let (path, _rotated, mut follower) = follower_after_rename(dir.path());
         fs::create_dir(&path).expect("create a directory at the path");
         assert_eq!(drain(&mut follower), vec![]);
         assert_eq!(

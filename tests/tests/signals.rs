@@ -4,6 +4,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use crate::sink::sink_command;
 use crate::util::kafka::{bootstrap, create_topics, unique_name, TopicReader};
 use crate::util::{binary, wait_until, ChildProcess};
 
@@ -42,13 +43,7 @@ fn sighup_keeps_shipper_and_sink_running() {
         .arg(dir.path().join("access.checkpoint"));
     let mut shipper = ChildProcess::spawn("shipper", shipper_command, dir.path());
     // The sink reads the raw topic, whose lines are JSON objects.
-    let mut sink_command = Command::new(binary("weblog-sink"));
-    sink_command
-        .args(["--bootstrap-servers", &bootstrap()])
-        .args(["--topic", &raw, "--dlq-topic", &dlq])
-        .args(["--group-id", &unique_name("hup-sink")])
-        .arg("--output")
-        .arg(&output);
+    let sink_command = sink_command(&raw, &dlq, &unique_name("hup-sink"), &output);
     let mut sink = ChildProcess::spawn("sink", sink_command, dir.path());
     let mut reader = TopicReader::new(&raw);
     reader.read_at_least(1, Duration::from_secs(60));

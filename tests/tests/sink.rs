@@ -268,7 +268,7 @@ fn sigkill_writes_each_record_once() {
 }
 
 /// Returns a sink command that reads `topic` into `output` as `group`.
-fn sink_command(topic: &str, dlq: &str, group: &str, output: &Path) -> Command {
+pub fn sink_command(topic: &str, dlq: &str, group: &str, output: &Path) -> Command {
     let mut command = Command::new(binary("weblog-sink"));
     command
         .args(["--bootstrap-servers", &bootstrap()])
