@@ -152,7 +152,7 @@ impl Probe {
             .sum())
     }
 
-    /// Counts the records of `topic` that a read_committed consumer sees,
+    /// Counts the records of `topic` that a read_committed consumer reads,
     /// which leaves out transaction markers and aborted records.
     pub(crate) fn count_records(&self, topic: &str) -> anyhow::Result<u64> {
         let consumer: BaseConsumer = self

@@ -35,7 +35,7 @@ pub(crate) fn lock_path(output: &Path) -> PathBuf {
 }
 
 /// Checks that the directory of `output` exists, then takes the exclusive
-/// lock on `<output>.lock`. Fails when another process holds it.
+/// lock on `<output>.lock`. Fails when another process has it locked.
 pub(crate) fn lock_output(output: &Path) -> anyhow::Result<OutputLock> {
     check_output_dir(output)?;
     let path = lock_path(output);

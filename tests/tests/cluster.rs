@@ -81,7 +81,7 @@ const HOST_SESSION_TIMEOUT_MS: &str = "90000";
 
 /// librdkafka's delivery timeout for the probe record, short because the
 /// probe is meant to fail. A broker that has handed out no producer id yet
-/// answers the idempotent producer's first request with
+/// replies to the idempotent producer's first request with
 /// COORDINATOR_LOAD_IN_PROGRESS while it fetches a block of ids from the
 /// controller, which once took over 8 s here, so 10 s leaves room for
 /// retries after that.

@@ -216,7 +216,7 @@ fn replay_enriches_or_dead_letters_again() {
         assert_eq!(letter.header("weblog.error.kind"), "rejected");
         assert_eq!(letter.header("weblog.plugin.name"), "hostile");
     }
-    // A replay in the same group sees only the 30 dead letters of attempt
+    // A replay in the same group reads only the 30 dead letters of attempt
     // 2. With --max-attempts 2 it leaves them in the topic.
     let capped = replay_dlq(
         &topics,

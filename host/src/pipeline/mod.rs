@@ -211,7 +211,7 @@ pub async fn run(config: PipelineConfig, shutdown: CancellationToken) -> anyhow:
     let output = produce::Output::new(producer.clone(), &config, message_max_bytes);
     // A committer that fails stops the pipeline at once. Without this the
     // loop would notice only when it hands over its next batch, and on an
-    // idle topic it would go on answering health checks while nothing is
+    // idle topic it would go on passing health checks while nothing is
     // committed any more.
     let committer = {
         let commit = commit::commit_in_order(

@@ -18,7 +18,7 @@ pub struct PrivateBroker {
 }
 
 impl PrivateBroker {
-    /// Starts a broker; `slot` tells the tests apart when
+    /// Starts a broker. `slot` keeps the tests' ports apart when
     /// `WEBLOG_TEST_BROKER_PORT` sets the ports.
     pub fn start(slot: u16) -> Self {
         let port = match std::env::var("WEBLOG_TEST_BROKER_PORT") {

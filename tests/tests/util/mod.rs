@@ -426,7 +426,7 @@ pub enum LineOutcome {
 
 /// Runs `enrich-file` with the default plugin over each corpus and returns
 /// the outcome per distinct line. Equal lines must get equal outcomes,
-/// because the plugin sees no clock and no other input.
+/// because the plugin has no clock and no other input.
 pub fn corpus_outcomes() -> std::collections::HashMap<Vec<u8>, LineOutcome> {
     let mut outcomes = std::collections::HashMap::new();
     for name in CORPORA {
